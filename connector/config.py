@@ -1,0 +1,109 @@
+"""Every setting of the connector, its default, its environment variable, loaded once."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "SENSOR_CONNECTOR_"
+
+
+def default_state_dir() -> Path:
+    """$XDG_STATE_HOME/sensor-connector, else ~/.local/state/sensor-connector."""
+    base = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+    return Path(base) / "sensor-connector"
+
+
+def _opt(default: Any, help: str, *, metavar: str | None = None, choices: tuple[str, ...] | None = None) -> Any:
+    meta = {"help": help, "metavar": metavar, "choices": choices}
+    if isinstance(default, list):
+        return field(default_factory=list, metadata=meta)
+    if callable(default):
+        return field(default_factory=default, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class Config:
+    """Settings of `sensor-connector serve`; each is also read from SENSOR_CONNECTOR_<NAME>."""
+
+    host: str = _opt("[::]", "address to listen on for gRPC")
+    port: int = _opt(8000, "gRPC port")
+    metrics_port: int = _opt(9090, "Prometheus metrics port; 0 disables the metrics endpoint")
+    signing_key_file: list[Path] = _opt(
+        [],
+        "file holding a resource_meta signing key (>= 32 bytes); repeat for rotation, the first signs. "
+        "Env: comma-separated paths",
+        metavar="PATH",
+    )
+    state_dir: Path = _opt(default_state_dir, "where a generated signing key is kept when no key file is given")
+    poke_timeout: float = _opt(5.0, "seconds one poke may take before Get answers RUNNING with a timeout message")
+    max_message_bytes: int = _opt(4 * 1024 * 1024, "largest gRPC request accepted; larger gets RESOURCE_EXHAUSTED")
+    max_concurrent_rpcs: int = _opt(0, "RPCs served at once before new ones get RESOURCE_EXHAUSTED; 0 = no limit")
+    blocking_threads: int = _opt(32, "threads for blocking filesystem calls made off the event loop")
+    grace_period: float = _opt(10.0, "seconds in-flight calls get to finish on SIGTERM/SIGINT")
+    log_level: str = _opt("INFO", "log level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    log_format: str = _opt("text", "log line format", choices=("text", "json"))
+
+    @property
+    def address(self) -> str:
+        """host:port for grpc's add_insecure_port."""
+        return f"{self.host}:{self.port}"
+
+    def validate(self) -> None:
+        """Reject settings that cannot work, with a sentence naming the option."""
+        for name in ("port", "metrics_port"):
+            value = getattr(self, name)
+            if not 0 <= value <= 65535:
+                raise ValueError(f"--{name.replace('_', '-')} must be a port number, not {value}")
+        if self.poke_timeout <= 0:
+            raise ValueError("--poke-timeout must be more than 0 seconds")
+        if self.max_message_bytes < 1024:
+            raise ValueError("--max-message-bytes must be at least 1024")
+        if self.blocking_threads < 1:
+            raise ValueError("--blocking-threads must be at least 1")
+        if self.grace_period < 0:
+            raise ValueError("--grace-period must be zero or more seconds")
+
+
+def env_name(name: str) -> str:
+    """The environment variable for config field `name`."""
+    return ENV_PREFIX + name.upper()
+
+
+def parse_value(f: dataclasses.Field[Any], raw: str) -> Any:
+    """A field's value from its string form (env var or CLI)."""
+    kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+    if kind.startswith("list"):
+        return [Path(p.strip()).expanduser() for p in raw.split(",") if p.strip()]
+    if kind == "int":
+        return int(raw)
+    if kind == "float":
+        return float(raw)
+    if kind == "Path":
+        return Path(raw).expanduser()
+    choices = f.metadata.get("choices")
+    if choices:
+        for choice in choices:
+            if raw.lower() == choice.lower():
+                return choice
+        raise ValueError(f"{raw!r} is not one of {', '.join(choices)}")
+    return raw
+
+
+def from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Config values given as SENSOR_CONNECTOR_* variables."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(Config):
+        raw = environ.get(env_name(f.name))
+        if raw is not None and raw != "":
+            try:
+                values[f.name] = parse_value(f, raw)
+            except ValueError:
+                raise ValueError(f"{env_name(f.name)}={raw!r} is not a valid {f.name}") from None
+    return values

@@ -1,0 +1,1 @@
+"""Engines: one per task category, turning flyteidl requests into work and back."""

@@ -1,0 +1,29 @@
+"""Request errors and the gRPC status each one means; anything else reaching the wire is a bug."""
+
+from __future__ import annotations
+
+import grpc
+
+
+class RequestError(Exception):
+    """A request the connector cannot serve; `str(self)` is the one-sentence message for the caller."""
+
+    code: grpc.StatusCode = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class InvalidArgument(RequestError):
+    """The request itself is wrong: a bad template, input or resource_meta."""
+
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class NotFound(RequestError):
+    """The request names a task category, agent or sensor that this connector does not serve."""
+
+    code = grpc.StatusCode.NOT_FOUND
+
+
+class FailedPrecondition(RequestError):
+    """The request is well formed but cannot run on this deployment (e.g. a missing optional extra)."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION

@@ -1,0 +1,62 @@
+"""Task categories to engines: the one place that decides who serves a request."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, NamedTuple
+
+from .errors import InvalidArgument, NotFound
+
+if TYPE_CHECKING:
+    from .engines.base import Engine
+
+
+class TaskCategory(NamedTuple):
+    """A task type and its version, as flyteidl's TaskCategory says them."""
+
+    name: str
+    version: int = 0
+
+    def __str__(self) -> str:
+        return f"{self.name} v{self.version}"
+
+
+def category_of(task_category: object, task_type: str) -> TaskCategory:
+    """The category a request names; old clients send only the deprecated task_type, meaning version 0."""
+    name = getattr(task_category, "name", "") if task_category is not None else ""
+    if name:
+        return TaskCategory(name, int(getattr(task_category, "version", 0)))
+    if task_type:
+        return TaskCategory(task_type, 0)
+    raise InvalidArgument("the request names no task category (task_category and task_type are both empty).")
+
+
+class EngineRegistry:
+    """Maps each served task category to its engine."""
+
+    def __init__(self) -> None:
+        self._engines: dict[TaskCategory, Engine] = {}
+
+    def register(self, engine: Engine) -> None:
+        """Serve `engine.category` with `engine`; a category is served by one engine only."""
+        if engine.category in self._engines:
+            raise ValueError(f"task category {engine.category} is already served")
+        self._engines[engine.category] = engine
+
+    def engine_for(self, category: TaskCategory) -> Engine:
+        """The engine for `category`, or NotFound naming what is served."""
+        try:
+            return self._engines[category]
+        except KeyError:
+            served = ", ".join(str(c) for c in self._engines) or "none"
+            raise NotFound(f"this connector does not serve task category {category}; it serves {served}.") from None
+
+    def __iter__(self) -> Iterator[Engine]:
+        return iter(self._engines.values())
+
+    def agents(self) -> dict[str, list[Engine]]:
+        """Engines grouped by the agent name ListAgents reports them under."""
+        grouped: dict[str, list[Engine]] = {}
+        for engine in self._engines.values():
+            grouped.setdefault(engine.agent_name, []).append(engine)
+        return grouped

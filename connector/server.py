@@ -1,0 +1,115 @@
+"""The server's lifecycle and nothing else: startup() -> main_loop() -> shutdown()."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+from flyteidl.service import agent_pb2, agent_pb2_grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from sensors.registry import SensorRegistry, load_registry
+
+from .codec import Codec
+from .config import Config
+from .engines.sensor import SensorEngine
+from .keys import load_keyring
+from .registry import EngineRegistry
+from .services import AgentMetadataService, AsyncAgentService
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAMES = tuple(
+    agent_pb2.DESCRIPTOR.services_by_name[name].full_name for name in ("AsyncAgentService", "AgentMetadataService")
+)
+
+
+def build_engines(config: Config, sensors: SensorRegistry) -> EngineRegistry:
+    """The engines this connector serves, wired to the signing keys."""
+    keyring = load_keyring(config.signing_key_file, config.state_dir)
+    codec = Codec(keyring, sensors.config_classes())
+    engines = EngineRegistry()
+    engines.register(SensorEngine(sensors, codec, poke_timeout=config.poke_timeout))
+    return engines
+
+
+class Server:
+    """One gRPC server plus its health service; `serve()` runs it until SIGTERM/SIGINT."""
+
+    def __init__(self, config: Config) -> None:
+        config.validate()
+        self.config = config
+        self.port = 0
+        self.should_exit = asyncio.Event()
+        self.health = health.aio.HealthServicer()
+        self.sensors = load_registry()
+        self.engines = build_engines(config, self.sensors)
+        self._grpc: grpc.aio.Server | None = None
+
+    async def serve(self) -> None:
+        """Start, wait for a signal, shut down gracefully."""
+        self.install_signal_handlers()
+        await self.startup()
+        await self.main_loop()
+        await self.shutdown()
+
+    async def startup(self) -> None:
+        """Bind the port and start answering."""
+        cfg = self.config
+        loop = asyncio.get_running_loop()
+        loop.set_default_executor(ThreadPoolExecutor(cfg.blocking_threads, thread_name_prefix="blocking"))
+        server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", cfg.max_message_bytes),
+                ("grpc.max_send_message_length", cfg.max_message_bytes),
+                ("grpc.so_reuseport", 0),
+            ],
+            maximum_concurrent_rpcs=cfg.max_concurrent_rpcs or None,
+        )
+        agent_pb2_grpc.add_AsyncAgentServiceServicer_to_server(AsyncAgentService(self.engines), server)
+        agent_pb2_grpc.add_AgentMetadataServiceServicer_to_server(AgentMetadataService(self.engines), server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        reflection.enable_server_reflection(
+            (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+            server,
+        )
+        try:
+            self.port = server.add_insecure_port(cfg.address)
+        except RuntimeError:
+            self.port = 0
+        if not self.port:
+            raise OSError(f"cannot listen on {cfg.address}: the address is in use or not available")
+        await server.start()
+        self._grpc = server
+        for name in ("", *SERVICE_NAMES):
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        sensors = ", ".join(cls.name for cls in self.sensors)
+        log.info("listening on %s:%d; sensors: %s", cfg.host, self.port, sensors)
+
+    async def main_loop(self) -> None:
+        """Wait until asked to exit."""
+        await self.should_exit.wait()
+
+    async def shutdown(self) -> None:
+        """Health NOT_SERVING, refuse new calls, let in-flight ones finish within the grace period."""
+        log.info("shutting down: in-flight calls get %.0fs", self.config.grace_period)
+        await self.health.enter_graceful_shutdown()
+        if self._grpc is not None:
+            await self._grpc.stop(self.config.grace_period)
+        log.info("stopped")
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM and SIGINT ask for a graceful exit."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_exit, sig)
+
+    def request_exit(self, sig: int | None = None) -> None:
+        """Begin a graceful shutdown."""
+        if sig is not None:
+            log.info("received %s", signal.Signals(sig).name)
+        self.should_exit.set()

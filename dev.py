@@ -1,0 +1,72 @@
+#!/usr/bin/env python3
+"""Set-up and entry point for developers: needs only Python >= 3.11.
+
+    python3 dev.py serve [SERVE OPTIONS]   run the connector locally (:8000 gRPC, :9090 metrics)
+    python3 dev.py check                   install, then ruff, mypy and the whole test suite
+
+The first call creates ./.venv and installs the project with its dev extras; later calls
+reinstall only when pyproject.toml changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = Path(os.environ.get("SENSOR_CONNECTOR_VENV", ROOT / ".venv"))
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+PY = BIN / "python"
+
+
+def _ensure_venv() -> None:
+    if sys.version_info < (3, 11):
+        sys.exit(f"Python >= 3.11 is needed, this is {sys.version.split()[0]}.")
+    stamp = VENV / ".installed"
+    want = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    if stamp.exists() and stamp.read_text() == want and PY.exists():
+        return
+    if not PY.exists():
+        print(f"dev.py: creating {VENV}", flush=True)
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    print("dev.py: installing flyte-sensor-connector[dev] (first run takes a minute)", flush=True)
+    pip = [str(PY), "-m", "pip", "--disable-pip-version-check", "-q"]
+    subprocess.run([*pip, "install", "--upgrade", "pip"], check=True)
+    subprocess.run([*pip, "install", "-e", f"{ROOT}[dev]"], check=True)
+    stamp.write_text(want)
+
+
+def _run(*cmd: str) -> int:
+    print("$", " ".join(cmd), flush=True)
+    return subprocess.run(cmd, cwd=ROOT).returncode
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in {"serve", "check", "install"}:
+        print(__doc__)
+        return 2
+    _ensure_venv()
+    what, rest = argv[0], argv[1:]
+    if what == "install":
+        return 0
+    if what == "serve":
+        os.execv(str(BIN / "sensor-connector"), [str(BIN / "sensor-connector"), "serve", *rest])
+    for step in (
+        (str(BIN / "ruff"), "check", "."),
+        (str(BIN / "ruff"), "format", "--check", "."),
+        (str(BIN / "mypy"),),
+        (str(PY), "-m", "pytest", *rest),
+    ):
+        if rc := _run(*step):
+            print(f"dev.py: check failed at: {' '.join(step)}", file=sys.stderr)
+            return rc
+    print("dev.py: all checks passed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,1 @@
+"""The sensor catalog: plain async sensor classes, no gRPC inside."""
