@@ -1,0 +1,225 @@
+"""Shared fixtures: a real connector on a loopback port, flyteidl stubs, stock-flytekit templates,
+and a real S3-compatible server (moto in server mode) on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from flyteidl.admin import agent_pb2
+from flyteidl.core import literals_pb2, tasks_pb2
+from flyteidl.service import agent_pb2_grpc
+from google.protobuf import json_format
+
+from connector.config import Config
+from connector.server import Server
+
+VECTORS = Path(__file__).resolve().parent / "vectors"
+ROOT = Path(__file__).resolve().parent.parent
+SENSOR = agent_pb2.TaskCategory(name="sensor", version=0)
+
+
+def load_template(name: str) -> tasks_pb2.TaskTemplate:
+    """A TaskTemplate that stock flytekit serialized (see tests/vectors/make_vectors.py)."""
+    return json_format.Parse((VECTORS / name).read_text(), tasks_pb2.TaskTemplate())
+
+
+def literal(value: Any) -> literals_pb2.Literal:
+    """A Flyte literal for a plain Python value, as flytekit's type engine writes it."""
+    if isinstance(value, list):
+        return literals_pb2.Literal(collection=literals_pb2.LiteralCollection(literals=[literal(v) for v in value]))
+    prim = literals_pb2.Primitive()
+    if isinstance(value, bool):
+        prim.boolean = value
+    elif isinstance(value, int):
+        prim.integer = value
+    elif isinstance(value, float):
+        prim.float_value = value
+    elif isinstance(value, str):
+        prim.string_value = value
+    else:
+        prim.datetime.FromDatetime(value)
+    return literals_pb2.Literal(scalar=literals_pb2.Scalar(primitive=prim))
+
+
+def inputs(**values: Any) -> literals_pb2.LiteralMap:
+    """A LiteralMap of plain Python values."""
+    return literals_pb2.LiteralMap(literals={k: literal(v) for k, v in values.items()})
+
+
+def file_sensor_request(path: str) -> agent_pb2.CreateTaskRequest:
+    """What propeller sends to start a stock flytekit FileSensor waiting for `path`."""
+    return agent_pb2.CreateTaskRequest(
+        template=load_template("file_sensor.json"), inputs=inputs(path=path), output_prefix="s3://bucket/out"
+    )
+
+
+@dataclass
+class Connector:
+    """A running connector and stubs to call it as propeller does."""
+
+    server: Server
+    channel: grpc.aio.Channel
+
+    @property
+    def agent(self) -> agent_pb2_grpc.AsyncAgentServiceStub:
+        return agent_pb2_grpc.AsyncAgentServiceStub(self.channel)
+
+    @property
+    def metadata(self) -> agent_pb2_grpc.AgentMetadataServiceStub:
+        return agent_pb2_grpc.AgentMetadataServiceStub(self.channel)
+
+    async def create(self, request: agent_pb2.CreateTaskRequest) -> bytes:
+        response = await self.agent.CreateTask(request, timeout=10)
+        return bytes(response.resource_meta)
+
+    async def get(self, meta: bytes) -> agent_pb2.Resource:
+        response = await self.agent.GetTask(
+            agent_pb2.GetTaskRequest(task_category=SENSOR, resource_meta=meta), timeout=10
+        )
+        return response.resource
+
+
+@pytest.fixture
+def key_file(tmp_path: Path) -> Path:
+    """A signing key file as an operator would mount it."""
+    path = tmp_path / "signing.key"
+    path.write_text(secrets.token_urlsafe(48) + "\n")
+    return path
+
+
+@pytest.fixture
+def config(tmp_path: Path, key_file: Path) -> Config:
+    """Server settings for tests: loopback, any free port, metrics off, a short poke timeout."""
+    return Config(
+        host="127.0.0.1",
+        port=0,
+        metrics_port=0,
+        signing_key_file=[key_file],
+        state_dir=tmp_path / "state",
+        poke_timeout=2.0,
+        grace_period=1.0,
+    )
+
+
+@pytest.fixture
+async def connector(config: Config) -> AsyncIterator[Connector]:
+    """The real server on a loopback port and a channel to it."""
+    server = Server(config)
+    await server.startup()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            yield Connector(server, channel)
+    finally:
+        server.request_exit()
+        await server.shutdown()
+
+
+@pytest.fixture
+async def make_connector(config: Config) -> AsyncIterator[Any]:
+    """Start further connectors (e.g. a second replica) with overridden settings."""
+    started: list[Server] = []
+
+    async def start(**overrides: Any) -> Server:
+        server = Server(replace(config, **overrides))
+        await server.startup()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.request_exit()
+        await server.shutdown()
+
+
+@dataclass
+class S3:
+    """A real S3-compatible server on loopback, with a bucket."""
+
+    endpoint: str
+    bucket: str
+
+    def client(self) -> Any:
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1")
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[str]:
+    """moto's S3 in server mode on a free loopback port, for the whole session."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3(s3_server: str, monkeypatch: pytest.MonkeyPatch) -> S3:
+    """Credentials and endpoint for the connector (through the environment, as in a pod) and a new bucket."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server)
+    store = S3(s3_server, f"bucket-{secrets.token_hex(4)}")
+    store.client().create_bucket(Bucket=store.bucket)
+    return store
+
+
+@dataclass
+class Process:
+    """A `sensor-connector serve` child process."""
+
+    proc: subprocess.Popen[str]
+    port: int
+    log: list[str]
+
+    def stop(self, sig: int = 15, timeout: float = 20) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        return self.proc.wait(timeout=timeout)
+
+
+def spawn(*args: str, env: dict[str, str] | None = None, timeout: float = 30) -> Process:
+    """Run `sensor-connector serve ARGS` and wait until it logs the port it listens on."""
+    cmd = [sys.executable, "-m", "connector.cli", "serve", "--host", "127.0.0.1", "--port", "0", *args]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})}, cwd=ROOT
+    )
+    assert proc.stderr is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            break
+        lines.append(line)
+        found = re.search(r"listening on \S+:(\d+)", line) or re.search(r'"message": "listening on \S+:(\d+)', line)
+        if found:
+            # keep draining stderr so a chatty server never blocks on a full pipe
+            threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True).start()  # type: ignore[arg-type]
+            return Process(proc, int(found.group(1)), lines)
+    proc.kill()
+    raise AssertionError("connector did not start:\n" + "".join(lines))
+
+
+def read_json_lines(lines: list[str]) -> list[dict[str, Any]]:
+    """The JSON objects among log lines."""
+    return [json.loads(line) for line in lines if line.startswith("{")]
