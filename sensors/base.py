@@ -209,4 +209,4 @@ def build_dataclass(cls: type[Any], raw: Mapping[str, Any], *, what: str) -> Any
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{what} is invalid: {exc}") from None
+        raise ConfigError(f"{what} is invalid: {str(exc).rstrip('.')}.") from None

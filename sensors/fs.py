@@ -92,12 +92,19 @@ def filesystem(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
         options: dict[str, Any] = {"use_listings_cache": False, "skip_instance_cache": True}
         if cls.async_impl and loop_id:
             options["asynchronous"] = True
-        fs = cls(**options)
+        try:
+            fs = cls(**options)
+        except ImportError as exc:
+            raise PermanentError(f"{url}: {protocol}:// needs {exc.name or exc}, which the connector lacks.") from None
+        except Exception as exc:
+            raise PermanentError(f"{url}: cannot set up {protocol}:// on the connector ({exc}).") from None
         _instances[(protocol, loop_id)] = fs
     try:
         path = fs._strip_protocol(url)
     except (ValueError, TypeError) as exc:
         raise PermanentError(f"{url}: malformed path ({exc}).") from None
+    if not str(path).strip("/"):
+        raise PermanentError(f"{url}: the path names no file or object to wait for.")
     return fs, path
 
 

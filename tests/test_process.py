@@ -1,0 +1,145 @@
+"""The `sensor-connector serve` process: restarts, replicas, signals, and settings from the environment."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from flyteidl.admin import agent_pb2
+from flyteidl.core import execution_pb2
+from flyteidl.service import agent_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from .conftest import SENSOR, file_sensor_request, spawn
+
+Phase = execution_pb2.TaskExecution.Phase
+
+
+def _stub(port: int) -> agent_pb2_grpc.AsyncAgentServiceStub:
+    return agent_pb2_grpc.AsyncAgentServiceStub(grpc.insecure_channel(f"127.0.0.1:{port}"))
+
+
+def _get(port: int, meta: bytes) -> agent_pb2.Resource:
+    reply = _stub(port).GetTask(agent_pb2.GetTaskRequest(task_category=SENSOR, resource_meta=meta), timeout=10)
+    return reply.resource
+
+
+def test_a_restart_with_the_generated_key_keeps_running_sensors_valid(tmp_path: Path) -> None:
+    state = str(tmp_path / "state")
+    (tmp_path / "f").write_text("")
+    first = spawn("--state-dir", state, "--metrics-port", "0")
+    try:
+        meta = _stub(first.port).CreateTask(file_sensor_request(str(tmp_path / "f")), timeout=10).resource_meta
+    finally:
+        assert first.stop() == 0
+    assert any("Replicas must share one key" in line for line in first.log)
+    assert (tmp_path / "state" / "signing.key").stat().st_mode & 0o777 == 0o600
+
+    second = spawn("--state-dir", state, "--metrics-port", "0")
+    try:
+        assert _get(second.port, meta).phase == Phase.SUCCEEDED
+    finally:
+        second.stop()
+
+
+def test_replicas_sharing_a_key_file_from_the_environment_accept_each_others_meta(
+    tmp_path: Path, key_file: Path
+) -> None:
+    env = {"SENSOR_CONNECTOR_SIGNING_KEY_FILE": str(key_file), "SENSOR_CONNECTOR_METRICS_PORT": "0",
+           "SENSOR_CONNECTOR_LOG_FORMAT": "json"}
+    a = spawn(env={**env, "SENSOR_CONNECTOR_STATE_DIR": str(tmp_path / "a")})
+    b = spawn(env={**env, "SENSOR_CONNECTOR_STATE_DIR": str(tmp_path / "b")})
+    try:
+        meta = _stub(a.port).CreateTask(file_sensor_request(str(tmp_path)), timeout=10).resource_meta
+        assert _get(b.port, meta).phase == Phase.SUCCEEDED
+        other = spawn("--state-dir", str(tmp_path / "c"), "--metrics-port", "0")  # a replica with its own key
+        try:
+            with pytest.raises(grpc.RpcError) as info:
+                _get(other.port, meta)
+            assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        finally:
+            other.stop()
+    finally:
+        a.stop()
+        b.stop()
+    assert a.log[0].startswith("{"), "SENSOR_CONNECTOR_LOG_FORMAT=json was not applied"
+    assert not (tmp_path / "a").exists(), "a key file was given, so no key may be generated"
+
+
+@pytest.fixture
+def silent_store() -> Iterator[tuple[str, threading.Event]]:
+    """A TCP endpoint that accepts connections and never answers: an object store that hangs."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    connected = threading.Event()
+    held: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            held.append(conn)
+            connected.set()
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}", connected
+    listener.close()
+    for conn in held:
+        conn.close()
+
+
+async def test_sigterm_goes_not_serving_refuses_new_calls_and_finishes_in_flight_ones(
+    key_file: Path, tmp_path: Path, silent_store: tuple[str, threading.Event]
+) -> None:
+    endpoint, connected = silent_store
+    env = {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x",
+           "AWS_DEFAULT_REGION": "us-east-1"}
+    proc = spawn("--signing-key-file", str(key_file), "--poke-timeout", "3", "--grace-period", "15",
+                 "--metrics-port", "0", "--state-dir", str(tmp_path), env=env)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{proc.port}") as channel:
+            stub = agent_pb2_grpc.AsyncAgentServiceStub(channel)
+            meta = (await stub.CreateTask(file_sensor_request("s3://bucket/key"))).resource_meta
+            watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(service=""))
+            assert (await watch.read()).status == health_pb2.HealthCheckResponse.SERVING
+
+            in_flight = asyncio.ensure_future(
+                stub.GetTask(agent_pb2.GetTaskRequest(task_category=SENSOR, resource_meta=meta), timeout=20)
+            )
+            assert await asyncio.to_thread(connected.wait, 10), "the poke never reached the store"
+            os.kill(proc.proc.pid, signal.SIGTERM)
+
+            assert (await watch.read()).status == health_pb2.HealthCheckResponse.NOT_SERVING
+            resource = (await in_flight).resource
+            assert resource.phase == Phase.RUNNING
+            assert "ran out of its 3s budget" in resource.message
+        with pytest.raises(grpc.RpcError) as refused:
+            _stub(proc.port).GetTask(agent_pb2.GetTaskRequest(task_category=SENSOR, resource_meta=meta), timeout=5)
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+    finally:
+        code = proc.stop()
+    assert code == 0
+
+
+def test_a_bad_setting_is_refused_with_a_sentence(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    bad_env = {**os.environ, "SENSOR_CONNECTOR_POKE_TIMEOUT": "soon"}
+    result = subprocess.run([sys.executable, "-m", "connector.cli", "serve"], env=bad_env, capture_output=True,
+                            text=True, timeout=30)
+    assert result.returncode == 1
+    assert "SENSOR_CONNECTOR_POKE_TIMEOUT='soon' is not a valid poke_timeout" in result.stderr
+    short = tmp_path / "k"
+    short.write_text("short")
+    result = subprocess.run([sys.executable, "-m", "connector.cli", "serve", "--signing-key-file", str(short)],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 1 and "at least 32 are needed" in result.stderr
