@@ -83,7 +83,9 @@ class Codec:
             msg.inputs[name].CopyFrom(_to_value(value))
         payload = msg.SerializeToString(deterministic=True)
         key = self._keyring.signing
-        signed = pb.SignedResourceMeta(key_id=key.key_id, payload=payload, mac=self._mac(key.secret, key.key_id, payload))
+        signed = pb.SignedResourceMeta(
+            key_id=key.key_id, payload=payload, mac=self._mac(key.secret, key.key_id, payload)
+        )
         return signed.SerializeToString(deterministic=True)
 
     def decode(self, blob: bytes) -> SensorState:
@@ -91,7 +93,9 @@ class Codec:
         if not blob:
             raise InvalidResourceMeta("resource_meta is empty.")
         if len(blob) > MAX_RESOURCE_META_BYTES:
-            raise InvalidResourceMeta(f"resource_meta is {len(blob)} bytes, more than this connector ever writes.")
+            raise InvalidResourceMeta(
+                f"resource_meta is {len(blob)} bytes, more than this connector ever writes."
+            )
         signed = pb.SignedResourceMeta()
         try:
             signed.ParseFromString(blob)
@@ -101,8 +105,9 @@ class Codec:
             raise InvalidResourceMeta("resource_meta is not a signed sensor state.")
         key = self._keyring.accepted.get(signed.key_id)
         if key is None:
+            key_id = signed.key_id[:16]
             raise InvalidResourceMeta(
-                f"resource_meta was signed with key {signed.key_id[:16]!r}, which this connector does not hold."
+                f"resource_meta was signed with key {key_id!r}, which this connector does not hold."
             )
         if not hmac.compare_digest(self._mac(key.secret, key.key_id, signed.payload), signed.mac):
             raise InvalidResourceMeta("resource_meta signature does not verify: it was altered or forged.")
@@ -112,7 +117,9 @@ class Codec:
             msg.ParseFromString(signed.payload)
             config = _AllowListUnpickler(msg.config_pickle, self._allowed).load()
         except (DecodeError, pickle.UnpicklingError, EOFError, ValueError) as exc:
-            raise InvalidResourceMeta(f"resource_meta is signed but unreadable by this version: {exc}") from None
+            raise InvalidResourceMeta(
+                f"resource_meta is signed but unreadable by this version: {exc}"
+            ) from None
         return SensorState(
             category=TaskCategory(msg.category_name, msg.category_version),
             sensor=msg.sensor,

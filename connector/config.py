@@ -18,7 +18,9 @@ def default_state_dir() -> Path:
     return Path(base) / "sensor-connector"
 
 
-def _opt(default: Any, help: str, *, metavar: str | None = None, choices: tuple[str, ...] | None = None) -> Any:
+def _opt(
+    default: Any, help: str, *, metavar: str | None = None, choices: tuple[str, ...] | None = None
+) -> Any:
     meta = {"help": help, "metavar": metavar, "choices": choices}
     if isinstance(default, list):
         return field(default_factory=list, metadata=meta)
@@ -40,10 +42,18 @@ class Config:
         "Env: comma-separated paths",
         metavar="PATH",
     )
-    state_dir: Path = _opt(default_state_dir, "where a generated signing key is kept when no key file is given")
-    poke_timeout: float = _opt(5.0, "seconds one poke may take before Get answers RUNNING with a timeout message")
-    max_message_bytes: int = _opt(4 * 1024 * 1024, "largest gRPC request accepted; larger gets RESOURCE_EXHAUSTED")
-    max_concurrent_rpcs: int = _opt(0, "RPCs served at once before new ones get RESOURCE_EXHAUSTED; 0 = no limit")
+    state_dir: Path = _opt(
+        default_state_dir, "where a generated signing key is kept when no key file is given"
+    )
+    poke_timeout: float = _opt(
+        5.0, "seconds one poke may take before Get answers RUNNING with a timeout message"
+    )
+    max_message_bytes: int = _opt(
+        4 * 1024 * 1024, "largest gRPC request accepted; larger gets RESOURCE_EXHAUSTED"
+    )
+    max_concurrent_rpcs: int = _opt(
+        0, "RPCs served at once before new ones get RESOURCE_EXHAUSTED; 0 = no limit"
+    )
     blocking_threads: int = _opt(32, "threads for blocking filesystem calls made off the event loop")
     grace_period: float = _opt(10.0, "seconds in-flight calls get to finish on SIGTERM/SIGINT")
     log_level: str = _opt("INFO", "log level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))

@@ -58,7 +58,9 @@ def read_key_file(path: Path) -> SigningKey:
     except OSError as exc:
         raise SigningKeyError(f"cannot read signing key file {path}: {exc.strerror or exc}") from None
     if len(secret) < MIN_KEY_BYTES:
-        raise SigningKeyError(f"signing key file {path} holds {len(secret)} bytes; at least {MIN_KEY_BYTES} are needed")
+        raise SigningKeyError(
+            f"signing key file {path} holds {len(secret)} bytes; at least {MIN_KEY_BYTES} are needed"
+        )
     return SigningKey.from_secret(secret)
 
 

@@ -24,7 +24,9 @@ def to_python(literal: literals_pb2.Literal, name: str) -> Any:
         return {key: to_python(item, f"{name}[{key!r}]") for key, item in literal.map.literals.items()}
     if kind == "scalar":
         return _scalar(literal.scalar, name)
-    raise LiteralError(f"input {name!r} is {'empty' if kind is None else f'a {kind} literal'}, which sensors do not take.")
+    raise LiteralError(
+        f"input {name!r} is {'empty' if kind is None else f'a {kind} literal'}, which sensors do not take."
+    )
 
 
 def _scalar(scalar: literals_pb2.Scalar, name: str) -> Any:
@@ -63,7 +65,9 @@ def from_python(value: Any, tp: Any, name: str) -> literals_pb2.Literal:
         items = [from_python(v, item_tp, f"{name}[{i}]") for i, v in enumerate(value)]
         return literals_pb2.Literal(collection=literals_pb2.LiteralCollection(literals=items))
     if origin is dict:
-        entries = {str(k): from_python(v, args[1] if args else str, f"{name}[{k!r}]") for k, v in value.items()}
+        entries = {
+            str(k): from_python(v, args[1] if args else str, f"{name}[{k!r}]") for k, v in value.items()
+        }
         return literals_pb2.Literal(map=literals_pb2.LiteralMap(literals=entries))
     prim = literals_pb2.Primitive()
     if tp is bool:
@@ -106,5 +110,7 @@ def literal_type(tp: Any) -> types_pb2.LiteralType:
 def outputs_map(values: Mapping[str, Any], declared: Mapping[str, Any]) -> literals_pb2.LiteralMap:
     """Outputs as a LiteralMap, keeping only the names that are declared."""
     return literals_pb2.LiteralMap(
-        literals={name: from_python(values[name], tp, name) for name, tp in declared.items() if name in values}
+        literals={
+            name: from_python(values[name], tp, name) for name, tp in declared.items() if name in values
+        }
     )

@@ -41,5 +41,15 @@ def setup(level: str = "INFO", fmt: str = "text") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     # grpc and botocore are chatty at INFO and below; their warnings still show.
-    for noisy in ("botocore", "aiobotocore", "s3fs", "gcsfs", "adlfs", "azure", "fsspec", "urllib3", "asyncio"):
+    for noisy in (
+        "botocore",
+        "aiobotocore",
+        "s3fs",
+        "gcsfs",
+        "adlfs",
+        "azure",
+        "fsspec",
+        "urllib3",
+        "asyncio",
+    ):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

@@ -49,7 +49,9 @@ class EngineRegistry:
             return self._engines[category]
         except KeyError:
             served = ", ".join(str(c) for c in self._engines) or "none"
-            raise NotFound(f"this connector does not serve task category {category}; it serves {served}.") from None
+            raise NotFound(
+                f"this connector does not serve task category {category}; it serves {served}."
+            ) from None
 
     def __iter__(self) -> Iterator[Engine]:
         return iter(self._engines.values())

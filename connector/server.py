@@ -24,7 +24,8 @@ from .services import AgentMetadataService, AsyncAgentService
 log = logging.getLogger(__name__)
 
 SERVICE_NAMES = tuple(
-    agent_pb2.DESCRIPTOR.services_by_name[name].full_name for name in ("AsyncAgentService", "AgentMetadataService")
+    agent_pb2.DESCRIPTOR.services_by_name[name].full_name
+    for name in ("AsyncAgentService", "AgentMetadataService")
 )
 
 
@@ -74,7 +75,11 @@ class Server:
         agent_pb2_grpc.add_AgentMetadataServiceServicer_to_server(AgentMetadataService(self.engines), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
-            (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+            (
+                *SERVICE_NAMES,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ),
             server,
         )
         try:

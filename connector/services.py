@@ -25,11 +25,19 @@ async def guarded(
     try:
         return await work()
     except RequestError as exc:
-        log.info("%s %s rejected: %s", operation, category, exc, extra={"operation": operation, "category": category})
+        log.info(
+            "%s %s rejected: %s",
+            operation,
+            category,
+            exc,
+            extra={"operation": operation, "category": category},
+        )
         await context.abort(exc.code, str(exc))
     except Exception:
         log.exception("%s %s failed: a bug in the connector", operation, category)
-        await context.abort(grpc.StatusCode.INTERNAL, f"{operation} failed inside the connector; see its logs.")
+        await context.abort(
+            grpc.StatusCode.INTERNAL, f"{operation} failed inside the connector; see its logs."
+        )
     raise AssertionError("context.abort returned")  # pragma: no cover
 
 
@@ -39,7 +47,7 @@ class AsyncAgentService(agent_pb2_grpc.AsyncAgentServiceServicer):  # type: igno
     def __init__(self, engines: EngineRegistry) -> None:
         self.engines = engines
 
-    async def CreateTask(  # noqa: N802 (the name is flyteidl's)
+    async def CreateTask(
         self, request: agent_pb2.CreateTaskRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.CreateTaskResponse:
         """Start watching: validate and return resource_meta."""
@@ -56,7 +64,7 @@ class AsyncAgentService(agent_pb2_grpc.AsyncAgentServiceServicer):  # type: igno
 
         return await guarded(context, "create", str(category), work)
 
-    async def GetTask(  # noqa: N802
+    async def GetTask(
         self, request: agent_pb2.GetTaskRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.GetTaskResponse:
         """Poke once and answer the phase."""
@@ -67,7 +75,7 @@ class AsyncAgentService(agent_pb2_grpc.AsyncAgentServiceServicer):  # type: igno
 
         return await guarded(context, "get", _label(request), work)
 
-    async def DeleteTask(  # noqa: N802
+    async def DeleteTask(
         self, request: agent_pb2.DeleteTaskRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.DeleteTaskResponse:
         """Stop watching; idempotent."""
@@ -105,17 +113,19 @@ class AgentMetadataService(agent_pb2_grpc.AgentMetadataServiceServicer):  # type
             agent = agent_pb2.Agent(name=name, is_sync=False)
             for engine in engines:
                 agent.supported_task_types.append(engine.category.name)
-                agent.supported_task_categories.add(name=engine.category.name, version=engine.category.version)
+                agent.supported_task_categories.add(
+                    name=engine.category.name, version=engine.category.version
+                )
             agents[name] = agent
         return agents
 
-    async def ListAgents(  # noqa: N802
+    async def ListAgents(
         self, request: agent_pb2.ListAgentsRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.ListAgentsResponse:
         """Every agent this connector runs."""
         return agent_pb2.ListAgentsResponse(agents=list(self._agents().values()))
 
-    async def GetAgent(  # noqa: N802
+    async def GetAgent(
         self, request: agent_pb2.GetAgentRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.GetAgentResponse:
         """One agent by name."""

@@ -127,11 +127,17 @@ class Sensor(abc.ABC, Generic[C]):
         """Check decoded inputs against the declared ones: none missing, none unknown, right types."""
         unknown = sorted(set(values) - set(cls.inputs))
         if unknown:
-            raise ConfigError(f"{cls.name} takes no input named {', '.join(unknown)}; it takes {_names(cls.inputs)}.")
+            raise ConfigError(
+                f"{cls.name} takes no input named {', '.join(unknown)}; it takes {_names(cls.inputs)}."
+            )
         missing = [name for name in cls.inputs if name not in values and not _is_optional(cls.inputs[name])]
         if missing:
-            raise ConfigError(f"{cls.name} needs input {', '.join(missing)} and the request does not give it.")
-        return {name: check_value(value, cls.inputs[name], f"input {name!r}") for name, value in values.items()}
+            raise ConfigError(
+                f"{cls.name} needs input {', '.join(missing)} and the request does not give it."
+            )
+        return {
+            name: check_value(value, cls.inputs[name], f"input {name!r}") for name, value in values.items()
+        }
 
 
 def _names(declared: Mapping[str, Any]) -> str:
@@ -163,7 +169,9 @@ def check_value(value: Any, tp: Any, what: str) -> Any:
                 return check_value(value, arg, what)
             except ConfigError as exc:
                 errors.append(str(exc))
-        raise ConfigError(errors[0] if len(errors) == 1 else f"{what} must be {type_name(tp)}, not {value!r}.")
+        raise ConfigError(
+            errors[0] if len(errors) == 1 else f"{what} must be {type_name(tp)}, not {value!r}."
+        )
     if origin in (list, tuple, Sequence):
         if isinstance(value, str | bytes) or not isinstance(value, list | tuple):
             raise ConfigError(f"{what} must be a list, not {type(value).__name__}.")
@@ -174,7 +182,9 @@ def check_value(value: Any, tp: Any, what: str) -> Any:
         if not isinstance(value, Mapping):
             raise ConfigError(f"{what} must be a mapping, not {type(value).__name__}.")
         kt, vt = args if args else (Any, Any)
-        return {check_value(k, kt, f"{what} key"): check_value(v, vt, f"{what}[{k!r}]") for k, v in value.items()}
+        return {
+            check_value(k, kt, f"{what} key"): check_value(v, vt, f"{what}[{k!r}]") for k, v in value.items()
+        }
     if tp is Any:
         return value
     if tp is float and isinstance(value, int) and not isinstance(value, bool):

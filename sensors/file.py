@@ -54,7 +54,9 @@ class FileSensor(Sensor[FileSensorConfig]):
         size = meta.get("size")
         details: dict[str, Any] = {"size": size} if isinstance(size, int) else {}
         if self.config.min_size is not None and (size or 0) < self.config.min_size:
-            return PokeResult(False, f"{path} has {size or 0} bytes, waiting for {self.config.min_size}.", details)
+            return PokeResult(
+                False, f"{path} has {size or 0} bytes, waiting for {self.config.min_size}.", details
+            )
         if self.config.min_age is not None:
             modified = fs.modified_at(meta)
             if modified is not None:
@@ -62,5 +64,7 @@ class FileSensor(Sensor[FileSensorConfig]):
                 details["age_seconds"] = round(age, 3)
                 if age < self.config.min_age:
                     left = self.config.min_age - age
-                    return PokeResult(False, f"{path} was modified {age:.0f}s ago; waiting {left:.0f}s more.", details)
+                    return PokeResult(
+                        False, f"{path} was modified {age:.0f}s ago; waiting {left:.0f}s more.", details
+                    )
         return PokeResult(True, f"{path} exists.", details)

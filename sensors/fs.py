@@ -20,7 +20,15 @@ from .base import Link, PermanentError, SensorError, TransientError
 T = TypeVar("T")
 
 #: The package to install for each protocol whose implementation is an optional extra.
-EXTRAS = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs", "abfs": "azure", "abfss": "azure", "az": "azure"}
+EXTRAS = {
+    "s3": "s3",
+    "s3a": "s3",
+    "gs": "gcs",
+    "gcs": "gcs",
+    "abfs": "azure",
+    "abfss": "azure",
+    "az": "azure",
+}
 
 # Filesystem instances, created once per (protocol, event loop) and reused by every poke. Listing
 # caches are off: a sensor must see a file the moment it lands, not what a listing said earlier.
@@ -61,7 +69,13 @@ _NETWORK_ERRORS = {
     "TransportError",
     "ServiceRequestError",
 }
-_THROTTLING_CODES = {"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequests"}
+_THROTTLING_CODES = {
+    "SlowDown",
+    "Throttling",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+    "TooManyRequests",
+}
 
 
 def protocol_of(url: str) -> str:
@@ -88,14 +102,18 @@ def filesystem(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
         except ImportError:
             extra = EXTRAS.get(protocol)
             hint = f"; install flyte-sensor-connector[{extra}]" if extra else ""
-            raise PermanentError(f"{url}: the connector has no support for {protocol}:// installed{hint}.") from None
+            raise PermanentError(
+                f"{url}: the connector has no support for {protocol}:// installed{hint}."
+            ) from None
         options: dict[str, Any] = {"use_listings_cache": False, "skip_instance_cache": True}
         if cls.async_impl and loop_id:
             options["asynchronous"] = True
         try:
             fs = cls(**options)
         except ImportError as exc:
-            raise PermanentError(f"{url}: {protocol}:// needs {exc.name or exc}, which the connector lacks.") from None
+            raise PermanentError(
+                f"{url}: {protocol}:// needs {exc.name or exc}, which the connector lacks."
+            ) from None
         except Exception as exc:
             raise PermanentError(f"{url}: cannot set up {protocol}:// on the connector ({exc}).") from None
         _instances[(protocol, loop_id)] = fs
@@ -123,7 +141,9 @@ def classify(exc: BaseException, url: str) -> SensorError:
     name = type(exc).__name__
     detail = str(exc) or name
     if name in _CREDENTIAL_ERRORS:
-        return PermanentError(f"{url}: no usable credentials for {protocol_of(url)}:// on the connector ({detail}).")
+        return PermanentError(
+            f"{url}: no usable credentials for {protocol_of(url)}:// on the connector ({detail})."
+        )
     if isinstance(exc, PermissionError):
         return PermanentError(f"{url}: permission denied ({detail}).")
     status, code = _http_status(exc)
@@ -203,7 +223,11 @@ def console_links(url: str) -> list[Link]:
         return []
     bucket, _, key = rest.partition("/")
     if protocol in ("s3", "s3a"):
-        return [Link("S3 console", f"https://s3.console.aws.amazon.com/s3/buckets/{bucket}?prefix={quote(key)}")]
+        return [
+            Link("S3 console", f"https://s3.console.aws.amazon.com/s3/buckets/{bucket}?prefix={quote(key)}")
+        ]
     if protocol in ("gs", "gcs"):
-        return [Link("GCS console", f"https://console.cloud.google.com/storage/browser/{bucket}/{quote(key)}")]
+        return [
+            Link("GCS console", f"https://console.cloud.google.com/storage/browser/{bucket}/{quote(key)}")
+        ]
     return []

@@ -60,7 +60,9 @@ class SensorRegistry:
         for key in (cls.name, *cls.aliases):
             owner = self._sensors.get(self._aliases.get(key, key))
             if owner is not None and owner is not cls and not clobber:
-                raise ValueError(f"sensor name {key!r} is already taken by {owner.__module__}.{owner.__qualname__}")
+                raise ValueError(
+                    f"sensor name {key!r} is already taken by {owner.__module__}.{owner.__qualname__}"
+                )
         self._sensors[cls.name] = cls
         self._unavailable.pop(cls.name, None)
         for alias in cls.aliases:
@@ -120,7 +122,9 @@ def load_registry(builtins: Iterable[Builtin] = BUILTINS, *, plugins: bool = Tru
             try:
                 registry.register(ep.load())
             except ImportError as exc:
-                reason = f"{ep.name} (from {ep.value}) needs a package that is not installed: {exc.name or exc}."
+                reason = (
+                    f"{ep.name} (from {ep.value}) needs a package that is not installed: {exc.name or exc}."
+                )
                 log.warning("sensor plugin %s unavailable: %s", ep.name, reason)
                 registry.mark_unavailable(ep.name, reason)
             except (TypeError, ValueError, AttributeError) as exc:

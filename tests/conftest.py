@@ -39,7 +39,9 @@ def load_template(name: str) -> tasks_pb2.TaskTemplate:
 def literal(value: Any) -> literals_pb2.Literal:
     """A Flyte literal for a plain Python value, as flytekit's type engine writes it."""
     if isinstance(value, list):
-        return literals_pb2.Literal(collection=literals_pb2.LiteralCollection(literals=[literal(v) for v in value]))
+        return literals_pb2.Literal(
+            collection=literals_pb2.LiteralCollection(literals=[literal(v) for v in value])
+        )
     prim = literals_pb2.Primitive()
     if isinstance(value, bool):
         prim.boolean = value
@@ -201,7 +203,12 @@ def spawn(*args: str, env: dict[str, str] | None = None, timeout: float = 30) ->
     """Run `sensor-connector serve ARGS` and wait until it logs the port it listens on."""
     cmd = [sys.executable, "-m", "connector.cli", "serve", "--host", "127.0.0.1", "--port", "0", *args]
     proc = subprocess.Popen(
-        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})}, cwd=ROOT
+        cmd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+        cwd=ROOT,
     )
     assert proc.stderr is not None
     lines: list[str] = []
@@ -211,7 +218,9 @@ def spawn(*args: str, env: dict[str, str] | None = None, timeout: float = 30) ->
         if not line:
             break
         lines.append(line)
-        found = re.search(r"listening on \S+:(\d+)", line) or re.search(r'"message": "listening on \S+:(\d+)', line)
+        found = re.search(r"listening on \S+:(\d+)", line) or re.search(
+            r'"message": "listening on \S+:(\d+)', line
+        )
         if found:
             # keep draining stderr so a chatty server never blocks on a full pipe
             threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True).start()  # type: ignore[arg-type]

@@ -40,8 +40,9 @@ async def test_unknown_task_category_on_create(connector: Connector) -> None:
 
 async def test_unknown_task_category_version_on_get(connector: Connector) -> None:
     meta = await connector.create(file_sensor_request("/tmp/x"))
-    request = agent_pb2.GetTaskRequest(task_category=agent_pb2.TaskCategory(name="sensor", version=3),
-                                       resource_meta=meta)
+    request = agent_pb2.GetTaskRequest(
+        task_category=agent_pb2.TaskCategory(name="sensor", version=3), resource_meta=meta
+    )
     code, msg = await status_of(connector.agent.GetTask(request))
     assert code == grpc.StatusCode.NOT_FOUND and "sensor v3" in msg
 
@@ -58,7 +59,9 @@ async def test_unknown_agent_name(connector: Connector) -> None:
 
 
 async def test_user_sensor_unknown_to_the_catalog_is_not_imported(connector: Connector) -> None:
-    request = agent_pb2.CreateTaskRequest(template=load_template("user_sensor.json"), inputs=inputs(table="t"))
+    request = agent_pb2.CreateTaskRequest(
+        template=load_template("user_sensor.json"), inputs=inputs(table="t")
+    )
     code, msg = await status_of(connector.agent.CreateTask(request))
     assert code == grpc.StatusCode.NOT_FOUND
     assert "tests.vectors.user_sensors.WaitForTable" in msg and "FileSensor" in msg
@@ -100,8 +103,9 @@ async def test_unknown_input(connector: Connector) -> None:
 async def test_template_without_custom(connector: Connector) -> None:
     template = load_template("file_sensor.json")
     template.ClearField("custom")
-    code, msg = await status_of(connector.agent.CreateTask(agent_pb2.CreateTaskRequest(template=template,
-                                                                                       inputs=inputs(path="/x"))))
+    code, msg = await status_of(
+        connector.agent.CreateTask(agent_pb2.CreateTaskRequest(template=template, inputs=inputs(path="/x")))
+    )
     assert code == INVALID and "no `custom` field" in msg
 
 
@@ -119,8 +123,12 @@ async def test_request_without_template(connector: Connector) -> None:
 
 @pytest.mark.parametrize(
     ("sensor_config", "needle"),
-    [({"min_size": "big"}, "field 'min_size' must be int"), ({"colour": 1}, "has no field colour"),
-     ({"min_size": -1}, "min_size must be zero or more"), ("not a dict", "must be a mapping")],
+    [
+        ({"min_size": "big"}, "field 'min_size' must be int"),
+        ({"colour": 1}, "has no field colour"),
+        ({"min_size": -1}, "min_size must be zero or more"),
+        ("not a dict", "must be a mapping"),
+    ],
 )
 async def test_bad_sensor_config(connector: Connector, sensor_config: object, needle: str) -> None:
     request = file_sensor_request("/tmp/x")
@@ -145,8 +153,10 @@ def _get(meta: bytes) -> agent_pb2.GetTaskRequest:
     [(b"", "empty"), (b"\x8f\x01garbage", "not a signed sensor state"), (b"x" * 5000, "more than")],
 )
 async def test_empty_and_garbage_resource_meta(connector: Connector, meta: bytes, needle: str) -> None:
-    for call in (connector.agent.GetTask(_get(meta)),
-                 connector.agent.DeleteTask(agent_pb2.DeleteTaskRequest(task_category=SENSOR, resource_meta=meta))):
+    for call in (
+        connector.agent.GetTask(_get(meta)),
+        connector.agent.DeleteTask(agent_pb2.DeleteTaskRequest(task_category=SENSOR, resource_meta=meta)),
+    ):
         code, msg = await status_of(call)
         assert code == INVALID and needle in msg
 
@@ -163,12 +173,16 @@ async def test_tampered_resource_meta(connector: Connector) -> None:
 
 async def test_resource_meta_signed_by_a_foreign_key(connector: Connector) -> None:
     foreign = Codec(Keyring.of([SigningKey.from_secret(secrets.token_bytes(32))]), [FileSensorConfig])
-    from connector.codec import SensorState
-    from connector.registry import TaskCategory
     import datetime as dt
 
-    meta = foreign.encode(SensorState(TaskCategory("sensor"), "FileSensor", FileSensorConfig(), {"path": "/"},
-                                      dt.datetime.now(dt.UTC)))
+    from connector.codec import SensorState
+    from connector.registry import TaskCategory
+
+    meta = foreign.encode(
+        SensorState(
+            TaskCategory("sensor"), "FileSensor", FileSensorConfig(), {"path": "/"}, dt.datetime.now(dt.UTC)
+        )
+    )
     code, msg = await status_of(connector.agent.GetTask(_get(meta)))
     assert code == INVALID and "does not hold" in msg
 
@@ -207,6 +221,7 @@ async def test_a_template_of_another_type_with_sensor_custom_is_not_served(conne
     template = tasks_pb2.TaskTemplate()
     template.CopyFrom(load_template("file_sensor.json"))
     template.task_type_version = 1
-    code, msg = await status_of(connector.agent.CreateTask(agent_pb2.CreateTaskRequest(template=template,
-                                                                                       inputs=inputs(path="/x"))))
+    code, msg = await status_of(
+        connector.agent.CreateTask(agent_pb2.CreateTaskRequest(template=template, inputs=inputs(path="/x")))
+    )
     assert code == grpc.StatusCode.NOT_FOUND and "sensor v1" in msg

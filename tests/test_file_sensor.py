@@ -33,13 +33,16 @@ def assert_failed_for(resource: agent_pb2.Resource, path: str, needle: str) -> N
         ("/proc/1/root/secret" if os.geteuid() == 0 else "/root/secret", "permission denied"),
     ],
 )
-async def test_permanent_problems_fail_the_task_naming_the_path(connector: Connector, path: str, needle: str) -> None:
+async def test_permanent_problems_fail_the_task_naming_the_path(
+    connector: Connector, path: str, needle: str
+) -> None:
     meta = await connector.create(file_sensor_request(path))
     assert_failed_for(await connector.get(meta), path, needle)
 
 
-async def test_missing_credentials_fail_the_task(connector: Connector, monkeypatch: pytest.MonkeyPatch,
-                                                 tmp_path: Path) -> None:
+async def test_missing_credentials_fail_the_task(
+    connector: Connector, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # never ask a metadata endpoint from a test
@@ -56,10 +59,10 @@ class _Store(BaseHTTPRequestHandler):
     status = 503
     code = "SlowDown"
 
-    def do_HEAD(self) -> None:  # noqa: N802
+    def do_HEAD(self) -> None:
         self._answer(body=False)
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         self._answer(body=True)
 
     def _answer(self, body: bool) -> None:
@@ -89,13 +92,17 @@ def failing_store(monkeypatch: pytest.MonkeyPatch) -> Iterator[type[_Store]]:
     server.shutdown()
 
 
-async def test_access_denied_by_the_store_fails_the_task(connector: Connector, failing_store: type[_Store]) -> None:
+async def test_access_denied_by_the_store_fails_the_task(
+    connector: Connector, failing_store: type[_Store]
+) -> None:
     failing_store.status, failing_store.code = 403, "AccessDenied"
     meta = await connector.create(file_sensor_request("s3://locked/key"))
     assert_failed_for(await connector.get(meta), "s3://locked/key", "permission denied")
 
 
-async def test_a_store_under_load_keeps_the_sensor_waiting(connector: Connector, failing_store: type[_Store]) -> None:
+async def test_a_store_under_load_keeps_the_sensor_waiting(
+    connector: Connector, failing_store: type[_Store]
+) -> None:
     failing_store.status, failing_store.code = 503, "SlowDown"
     meta = await connector.create(file_sensor_request("s3://busy/key"))
     resource = await connector.get(meta)

@@ -16,7 +16,9 @@ from .conftest import S3, Connector, file_sensor_request
 Phase = execution_pb2.TaskExecution.Phase
 
 
-async def test_file_sensor_runs_until_the_file_exists_then_succeeds(connector: Connector, tmp_path: Path) -> None:
+async def test_file_sensor_runs_until_the_file_exists_then_succeeds(
+    connector: Connector, tmp_path: Path
+) -> None:
     target = tmp_path / "landing" / "data.csv"
     meta = await connector.create(file_sensor_request(str(target)))
 
@@ -34,8 +36,9 @@ async def test_file_sensor_runs_until_the_file_exists_then_succeeds(connector: C
     assert done.phase == Phase.SUCCEEDED
     assert json_format.MessageToDict(done.custom_info)["details"]["size"] == 4
 
-    await connector.agent.DeleteTask(agent_pb2.DeleteTaskRequest(task_category=agent_pb2.TaskCategory(name="sensor"),
-                                                                 resource_meta=meta))
+    await connector.agent.DeleteTask(
+        agent_pb2.DeleteTaskRequest(task_category=agent_pb2.TaskCategory(name="sensor"), resource_meta=meta)
+    )
     # Delete is idempotent: propeller may send it again on cleanup.
     await connector.agent.DeleteTask(agent_pb2.DeleteTaskRequest(task_type="sensor", resource_meta=meta))
 
@@ -95,8 +98,11 @@ async def test_reflection_lists_the_services(connector: Connector) -> None:
     async for reply in stub.ServerReflectionInfo(iter([request])):
         names = {s.name for s in reply.list_services_response.service}
         break
-    assert {"flyteidl.service.AsyncAgentService", "flyteidl.service.AgentMetadataService",
-            "grpc.health.v1.Health"} <= names
+    assert {
+        "flyteidl.service.AsyncAgentService",
+        "flyteidl.service.AgentMetadataService",
+        "grpc.health.v1.Health",
+    } <= names
 
 
 async def test_resource_meta_from_one_replica_is_accepted_by_another(

@@ -27,7 +27,9 @@ def _stub(port: int) -> agent_pb2_grpc.AsyncAgentServiceStub:
 
 
 def _get(port: int, meta: bytes) -> agent_pb2.Resource:
-    reply = _stub(port).GetTask(agent_pb2.GetTaskRequest(task_category=SENSOR, resource_meta=meta), timeout=10)
+    reply = _stub(port).GetTask(
+        agent_pb2.GetTaskRequest(task_category=SENSOR, resource_meta=meta), timeout=10
+    )
     return reply.resource
 
 
@@ -36,7 +38,9 @@ def test_a_restart_with_the_generated_key_keeps_running_sensors_valid(tmp_path: 
     (tmp_path / "f").write_text("")
     first = spawn("--state-dir", state, "--metrics-port", "0")
     try:
-        meta = _stub(first.port).CreateTask(file_sensor_request(str(tmp_path / "f")), timeout=10).resource_meta
+        meta = (
+            _stub(first.port).CreateTask(file_sensor_request(str(tmp_path / "f")), timeout=10).resource_meta
+        )
     finally:
         assert first.stop() == 0
     assert any("Replicas must share one key" in line for line in first.log)
@@ -52,8 +56,11 @@ def test_a_restart_with_the_generated_key_keeps_running_sensors_valid(tmp_path: 
 def test_replicas_sharing_a_key_file_from_the_environment_accept_each_others_meta(
     tmp_path: Path, key_file: Path
 ) -> None:
-    env = {"SENSOR_CONNECTOR_SIGNING_KEY_FILE": str(key_file), "SENSOR_CONNECTOR_METRICS_PORT": "0",
-           "SENSOR_CONNECTOR_LOG_FORMAT": "json"}
+    env = {
+        "SENSOR_CONNECTOR_SIGNING_KEY_FILE": str(key_file),
+        "SENSOR_CONNECTOR_METRICS_PORT": "0",
+        "SENSOR_CONNECTOR_LOG_FORMAT": "json",
+    }
     a = spawn(env={**env, "SENSOR_CONNECTOR_STATE_DIR": str(tmp_path / "a")})
     b = spawn(env={**env, "SENSOR_CONNECTOR_STATE_DIR": str(tmp_path / "b")})
     try:
@@ -100,10 +107,25 @@ async def test_sigterm_goes_not_serving_refuses_new_calls_and_finishes_in_flight
     key_file: Path, tmp_path: Path, silent_store: tuple[str, threading.Event]
 ) -> None:
     endpoint, connected = silent_store
-    env = {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x",
-           "AWS_DEFAULT_REGION": "us-east-1"}
-    proc = spawn("--signing-key-file", str(key_file), "--poke-timeout", "3", "--grace-period", "15",
-                 "--metrics-port", "0", "--state-dir", str(tmp_path), env=env)
+    env = {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "x",
+        "AWS_SECRET_ACCESS_KEY": "x",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    proc = spawn(
+        "--signing-key-file",
+        str(key_file),
+        "--poke-timeout",
+        "3",
+        "--grace-period",
+        "15",
+        "--metrics-port",
+        "0",
+        "--state-dir",
+        str(tmp_path),
+        env=env,
+    )
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{proc.port}") as channel:
             stub = agent_pb2_grpc.AsyncAgentServiceStub(channel)
@@ -122,7 +144,9 @@ async def test_sigterm_goes_not_serving_refuses_new_calls_and_finishes_in_flight
             assert resource.phase == Phase.RUNNING
             assert "ran out of its 3s budget" in resource.message
         with pytest.raises(grpc.RpcError) as refused:
-            _stub(proc.port).GetTask(agent_pb2.GetTaskRequest(task_category=SENSOR, resource_meta=meta), timeout=5)
+            _stub(proc.port).GetTask(
+                agent_pb2.GetTaskRequest(task_category=SENSOR, resource_meta=meta), timeout=5
+            )
         assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
     finally:
         code = proc.stop()
@@ -134,12 +158,21 @@ def test_a_bad_setting_is_refused_with_a_sentence(tmp_path: Path) -> None:
     import sys
 
     bad_env = {**os.environ, "SENSOR_CONNECTOR_POKE_TIMEOUT": "soon"}
-    result = subprocess.run([sys.executable, "-m", "connector.cli", "serve"], env=bad_env, capture_output=True,
-                            text=True, timeout=30)
+    result = subprocess.run(
+        [sys.executable, "-m", "connector.cli", "serve"],
+        env=bad_env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert result.returncode == 1
     assert "SENSOR_CONNECTOR_POKE_TIMEOUT='soon' is not a valid poke_timeout" in result.stderr
     short = tmp_path / "k"
     short.write_text("short")
-    result = subprocess.run([sys.executable, "-m", "connector.cli", "serve", "--signing-key-file", str(short)],
-                            capture_output=True, text=True, timeout=30)
+    result = subprocess.run(
+        [sys.executable, "-m", "connector.cli", "serve", "--signing-key-file", str(short)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert result.returncode == 1 and "at least 32 are needed" in result.stderr

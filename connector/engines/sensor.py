@@ -46,7 +46,8 @@ class PokeOutcome:
     @property
     def phase(self) -> int:
         """The Flyte task phase this outcome means."""
-        return {"met": Phase.SUCCEEDED, "failed": Phase.FAILED}.get(self.kind, Phase.RUNNING)
+        phase: int = {"met": Phase.SUCCEEDED, "failed": Phase.FAILED}.get(self.kind, Phase.RUNNING)
+        return phase
 
 
 class SensorEngine(Engine):
@@ -73,7 +74,7 @@ class SensorEngine(Engine):
         template = request.template
         if not template.HasField("custom") or not template.custom.fields:
             raise InvalidArgument(
-                "the task template has no `custom` field; sensor tasks carry sensor_module and sensor_name there."
+                "the task template has no `custom` field; a sensor task names its sensor there."
             )
         custom = json_format.MessageToDict(template.custom)
         module, name = custom.get("sensor_module"), custom.get("sensor_name")
@@ -136,7 +137,9 @@ class SensorEngine(Engine):
         except InvalidResourceMeta as exc:
             raise InvalidArgument(str(exc)) from None
         if state.category != self.category:
-            raise InvalidArgument(f"resource_meta belongs to task category {state.category}, not {self.category}.")
+            raise InvalidArgument(
+                f"resource_meta belongs to task category {state.category}, not {self.category}."
+            )
         return state
 
     def load(self, resource_meta: bytes) -> tuple[SensorState, Sensor[Any]]:
@@ -168,7 +171,9 @@ class SensorEngine(Engine):
             return done("transient", str(exc))
         except Exception as exc:  # a sensor bug must not turn into a gRPC failure of the task
             log.exception("%s poke raised %s", state.sensor, type(exc).__name__)
-            return done("error", f"the poke failed unexpectedly ({type(exc).__name__}: {exc}); will poke again.")
+            return done(
+                "error", f"the poke failed unexpectedly ({type(exc).__name__}: {exc}); will poke again."
+            )
         kind = "met" if result.met else "waiting"
         return done(kind, result.message, details=dict(result.details), outputs=dict(result.outputs))
 
@@ -200,7 +205,9 @@ class SensorEngine(Engine):
         if outcome.kind == "failed":
             resource.agent_error.CopyFrom(
                 agent_pb2.AgentError(
-                    code="SENSOR_FAILED", kind=agent_pb2.AgentError.NON_RECOVERABLE, origin=execution_pb2.ExecutionError.USER
+                    code="SENSOR_FAILED",
+                    kind=agent_pb2.AgentError.NON_RECOVERABLE,
+                    origin=execution_pb2.ExecutionError.USER,
                 )
             )
         return resource

@@ -25,8 +25,12 @@ from tests.vectors.user_sensors import WaitForTable  # noqa: E402
 def settings() -> SerializationSettings:
     """Settings as `pyflyte register` would use them, with a fixed image so output is stable."""
     image = Image(name="default", fqn="cr.flyte.org/flyteorg/flytekit", tag="py3.11-vectors")
-    return SerializationSettings(project="flytesnacks", domain="development", version="v1",
-                                 image_config=ImageConfig(default_image=image, images=[image]))
+    return SerializationSettings(
+        project="flytesnacks",
+        domain="development",
+        version="v1",
+        image_config=ImageConfig(default_image=image, images=[image]),
+    )
 
 
 def template_json(task: object) -> dict[str, object]:
