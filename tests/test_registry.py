@@ -44,7 +44,7 @@ def test_catalog_resolves_names_and_stock_flytekit_aliases() -> None:
     registry = load_registry()
     assert registry.resolve("FileSensor") is FileSensor
     assert registry.resolve("flytekit.sensor.file_sensor.FileSensor") is FileSensor
-    with pytest.raises(UnknownSensorError, match="registered sensors: .*FileSensor"):
+    with pytest.raises(UnknownSensorError, match=r"registered sensors: .*FileSensor"):
         registry.resolve("my.module.FileSensor")
     assert FileSensor.config_type in registry.config_classes()
 
