@@ -48,6 +48,8 @@ class Server:
         self.should_exit = asyncio.Event()
         self.health = health.aio.HealthServicer()
         self.sensors = load_registry()
+        for sensor in self.sensors:
+            sensor.warm_up()
         self.engines = build_engines(config, self.sensors)
         self._grpc: grpc.aio.Server | None = None
 

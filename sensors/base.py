@@ -105,6 +105,10 @@ class Sensor(abc.ABC, Generic[C]):
     async def poke(self, inputs: Mapping[str, Any], ctx: PokeContext) -> PokeResult:
         """Check the condition once; raise PermanentError or TransientError when it cannot tell."""
 
+    @classmethod
+    def warm_up(cls) -> None:
+        """Called once at server start-up: import what pokes will need, so no request pays for it."""
+
     def links(self, inputs: Mapping[str, Any]) -> Sequence[Link]:
         """Console links for what is awaited; none by default."""
         return ()

@@ -35,6 +35,10 @@ class FileSensor(Sensor[FileSensorConfig]):
     config_type = FileSensorConfig
     inputs = {"path": str}
 
+    @classmethod
+    def warm_up(cls) -> None:
+        fs.warm_up()
+
     def describe(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
         facts: dict[str, Any] = {"path": inputs["path"]}
         if self.config.min_size is not None:

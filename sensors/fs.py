@@ -78,6 +78,18 @@ _THROTTLING_CODES = {
 }
 
 
+def warm_up() -> list[str]:
+    """Import the filesystem implementations that are installed, once; returns their protocols."""
+    ready = ["file"]
+    for protocol in ("s3", "gs", "abfs"):
+        try:
+            fsspec.get_filesystem_class(protocol)
+        except (ImportError, ValueError):
+            continue
+        ready.append(protocol)
+    return ready
+
+
 def protocol_of(url: str) -> str:
     """The fsspec protocol of `url`; plain paths are `file`."""
     protocol, _ = split_protocol(url)

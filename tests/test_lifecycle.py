@@ -125,3 +125,15 @@ async def test_a_sensor_with_min_size_waits_for_enough_bytes(connector: Connecto
     assert waiting.phase == Phase.RUNNING and "has 5 bytes, waiting for 10" in waiting.message
     (tmp_path / "big").write_text("long enough now")
     assert (await connector.get(meta)).phase == Phase.SUCCEEDED
+
+
+async def test_the_request_path_imports_nothing(connector: Connector, s3: S3, tmp_path: Path) -> None:
+    import sys
+
+    before = set(sys.modules)
+    for path in (str(tmp_path / "local"), f"s3://{s3.bucket}/key", "gs://bucket/key"):
+        meta = await connector.create(file_sensor_request(path))
+        await connector.agent.DeleteTask(agent_pb2.DeleteTaskRequest(task_type="sensor", resource_meta=meta))
+    await connector.get(await connector.create(file_sensor_request(str(tmp_path / "local"))))
+    await connector.get(await connector.create(file_sensor_request(f"s3://{s3.bucket}/key")))
+    assert set(sys.modules) - before == set()
