@@ -12,7 +12,7 @@ import pytest
 from flyteidl.admin import agent_pb2
 from flyteidl.core import execution_pb2
 
-from .conftest import Connector, file_sensor_request
+from .conftest import S3, Connector, file_sensor_request
 
 Phase = execution_pb2.TaskExecution.Phase
 
@@ -144,3 +144,15 @@ async def test_min_age_waits_until_the_file_stops_changing(connector: Connector,
     old = target.stat().st_mtime - 3600
     os.utime(target, (old, old))
     assert (await connector.get(meta)).phase == Phase.SUCCEEDED
+
+
+async def test_filesystem_instances_are_reused_across_pokes(connector: Connector, s3: S3) -> None:
+    from sensors import fs
+
+    metas = [await connector.create(file_sensor_request(f"s3://{s3.bucket}/k{i}")) for i in range(3)]
+    for meta in metas:
+        await connector.get(meta)
+    first = fs.filesystem(f"s3://{s3.bucket}/k0")[0]
+    for meta in metas:
+        await connector.get(meta)
+    assert fs.filesystem(f"s3://{s3.bucket}/k1")[0] is first
