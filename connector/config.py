@@ -42,6 +42,10 @@ class Config:
         "Env: comma-separated paths",
         metavar="PATH",
     )
+    tls_cert_file: Path | None = _opt(
+        None, "PEM certificate chain: serve gRPC over TLS (with --tls-key-file)"
+    )
+    tls_key_file: Path | None = _opt(None, "PEM private key of --tls-cert-file")
     state_dir: Path = _opt(
         default_state_dir, "where a generated signing key is kept when no key file is given"
     )
@@ -78,6 +82,8 @@ class Config:
             raise ValueError("--blocking-threads must be at least 1")
         if self.grace_period < 0:
             raise ValueError("--grace-period must be zero or more seconds")
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("--tls-cert-file and --tls-key-file go together: give both or neither")
 
 
 def env_name(name: str) -> str:
@@ -94,7 +100,7 @@ def parse_value(f: dataclasses.Field[Any], raw: str) -> Any:
         return int(raw)
     if kind == "float":
         return float(raw)
-    if kind == "Path":
+    if kind.startswith("Path"):
         return Path(raw).expanduser()
     choices = f.metadata.get("choices")
     if choices:

@@ -85,7 +85,13 @@ class Server:
             server,
         )
         try:
-            self.port = server.add_insecure_port(cfg.address)
+            if cfg.tls_cert_file and cfg.tls_key_file:
+                credentials = grpc.ssl_server_credentials(
+                    [(cfg.tls_key_file.read_bytes(), cfg.tls_cert_file.read_bytes())]
+                )
+                self.port = server.add_secure_port(cfg.address, credentials)
+            else:
+                self.port = server.add_insecure_port(cfg.address)
         except RuntimeError:
             self.port = 0
         if not self.port:
@@ -95,7 +101,8 @@ class Server:
         for name in ("", *SERVICE_NAMES):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         sensors = ", ".join(cls.name for cls in self.sensors)
-        log.info("listening on %s:%d; sensors: %s", cfg.host, self.port, sensors)
+        tls = "TLS" if cfg.tls_cert_file else "plaintext"
+        log.info("listening on %s:%d (%s); sensors: %s", cfg.host, self.port, tls, sensors)
 
     async def main_loop(self) -> None:
         """Wait until asked to exit."""

@@ -16,7 +16,9 @@ def test_readme_documents_every_option_with_its_variable() -> None:
         row = next((line for line in readme.splitlines() if line.startswith(f"| `{flag}` |")), None)
         assert row is not None, f"README has no row for {flag}"
         assert f"`{env_name(f.name)}`" in row
-        if f.default is not dataclasses.MISSING:
+        if f.default is None:
+            assert "| none |" in row, f"README's default for {flag} is not none"
+        elif f.default is not dataclasses.MISSING:
             assert f"`{f.default}`" in row, f"README's default for {flag} is not {f.default}"
 
 
