@@ -219,7 +219,7 @@ class SensorEngine(Engine):
         if outcome.kind == "failed":
             resource.agent_error.CopyFrom(
                 agent_pb2.AgentError(
-                    code="SENSOR_FAILED", kind=agent_pb2.AgentError.NON_RECOVERABLE, origin=agent_pb2.AgentError.USER
+                    code="SENSOR_FAILED", kind=agent_pb2.AgentError.NON_RECOVERABLE, origin=execution_pb2.ExecutionError.USER
                 )
             )
         return resource
