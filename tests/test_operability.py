@@ -132,7 +132,7 @@ async def test_metrics_of_a_running_sensor_give_elapsed_and_poke_latency(
     assert len(ignored) == 1 and "cpu_usage" in ignored[0].getMessage()
 
 
-async def test_metrics_of_a_met_sensor_over_a_window_step_from_creation(
+async def test_metrics_of_a_met_sensor_over_a_window_step_from_creation_to_now(
     connector: Connector, tmp_path: Path
 ) -> None:
     (tmp_path / "ready").write_text("")
@@ -141,13 +141,18 @@ async def test_metrics_of_a_met_sensor_over_a_window_step_from_creation(
     start = timestamp_pb2.Timestamp()
     start.FromDatetime(created - dt.timedelta(hours=1))  # before creation: clipped to it
     end = timestamp_pb2.Timestamp()
-    end.FromDatetime(created + dt.timedelta(milliseconds=300))
+    end.FromDatetime(created + dt.timedelta(hours=1))  # after now: clipped to now
     step = duration_pb2.Duration(nanos=100_000_000)
+    before = dt.datetime.now(dt.UTC)
     got = await metrics(connector, meta, start_time=start, end_time=end, step=step)  # no queries: all
+    after = dt.datetime.now(dt.UTC)
     assert list(got) == ["elapsed_seconds", "poke_latency_seconds"]
     [series] = got["elapsed_seconds"]["result"]
-    expected = [[created.timestamp() + i / 10, repr(i / 10)] for i in range(4)]
-    assert [[pytest.approx(t), v] for t, v in series["values"]] == expected
+    points = series["values"]
+    fewest, most = (int((t - created).total_seconds() * 10) + 1 for t in (before, after))
+    assert fewest <= len(points) <= most
+    expected = [[created.timestamp() + i / 10, repr(round(i / 10, 6))] for i in range(len(points))]
+    assert [[pytest.approx(t), v] for t, v in points] == expected
     [latency] = got["poke_latency_seconds"]["result"]
     assert latency["metric"]["outcome"] == "met"
 
@@ -273,3 +278,21 @@ def test_json_logs_parse_and_carry_task_fields(tmp_path: Path, key_file: Path) -
     assert by_op["get"]["task"] == by_op["delete"]["task"] == task
     assert by_op["get"]["phase"] == "SUCCEEDED" and by_op["get"]["sensor"] == "FileSensor"
     assert dt.datetime.fromisoformat(by_op["get"]["time"]).tzinfo is not None
+
+
+async def test_a_failed_sensor_answers_failed_with_a_user_error_and_says_so(
+    connector: Connector, caplog: pytest.LogCaptureFixture
+) -> None:
+    meta = await connector.create(file_sensor_request("nosuchproto://bucket/key"))
+    with caplog.at_level(logging.INFO):
+        resource = await connector.get(meta)
+    assert resource.phase == Phase.FAILED
+    assert resource.message == "nosuchproto://bucket/key: unknown protocol 'nosuchproto'."
+    assert resource.agent_error.code == "SENSOR_FAILED"
+    assert resource.agent_error.origin == execution_pb2.ExecutionError.USER
+    [line] = [r for r in caplog.records if r.levelno >= logging.INFO]
+    assert line.levelno == logging.WARNING and line.getMessage().startswith("FileSensor FAILED (failed): ")
+    story = body_lines(await logs(connector, meta))
+    assert ": failed — nosuchproto://bucket/key: unknown protocol" in story[-1] and story[-1].endswith(
+        "Phase FAILED."
+    )
