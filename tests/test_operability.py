@@ -296,3 +296,31 @@ async def test_a_failed_sensor_answers_failed_with_a_user_error_and_says_so(
     assert ": failed — nosuchproto://bucket/key: unknown protocol" in story[-1] and story[-1].endswith(
         "Phase FAILED."
     )
+
+
+async def test_every_get_fills_the_console_view_with_custom_info_and_store_links(
+    connector: Connector, s3: Any
+) -> None:
+    meta = await connector.create(file_sensor_request(f"s3://{s3.bucket}/day=1/part 0.csv"))
+    before = dt.datetime.now(dt.UTC)
+    resource = await connector.get(meta)
+    info = json_format.MessageToDict(resource.custom_info)
+    assert info["sensor"] == "FileSensor" and info["outcome"] == "waiting"
+    assert info["awaiting"] == {"path": f"s3://{s3.bucket}/day=1/part 0.csv"}
+    last_poke = dt.datetime.fromisoformat(info["last_poke"])
+    assert before.replace(microsecond=0) <= last_poke <= dt.datetime.now(dt.UTC)
+    assert 0 < info["last_poke_seconds"] < 10
+    assert dt.datetime.fromisoformat(info["created_at"]) <= last_poke
+    assert [(link.name, link.uri) for link in resource.log_links] == [
+        (
+            "S3 console",
+            f"https://s3.console.aws.amazon.com/s3/buckets/{s3.bucket}?prefix=day%3D1/part%200.csv",
+        )
+    ]
+
+
+def test_gcs_paths_link_to_the_gcs_console_and_local_paths_to_nothing() -> None:
+    assert [(link.name, link.uri) for link in fs.console_links("gs://bkt/a/b c.csv")] == [
+        ("GCS console", "https://console.cloud.google.com/storage/browser/bkt/a/b%20c.csv")
+    ]
+    assert fs.console_links("/data/x.csv") == [] and fs.console_links("file:///data/x.csv") == []

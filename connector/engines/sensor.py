@@ -192,8 +192,13 @@ class SensorEngine(Engine):
     def _log_outcome(self, resource_meta: bytes, state: SensorState, outcome: PokeOutcome) -> None:
         # Propeller asks every 30 s or so: a healthy wait is logged at DEBUG only.
         phase = Phase.Name(outcome.phase)
-        extra = {"operation": "get", "category": str(self.category), "sensor": state.sensor, "phase": phase,
-                 "task": task_id(resource_meta)}  # fmt: skip
+        extra = {
+            "operation": "get",
+            "category": str(self.category),
+            "sensor": state.sensor,
+            "phase": phase,
+            "task": task_id(resource_meta),
+        }
         level = {"met": logging.INFO, "waiting": logging.DEBUG}.get(outcome.kind, logging.WARNING)
         log.log(level, "%s %s (%s): %s", state.sensor, phase, outcome.kind, outcome.message, extra=extra)
 
@@ -219,7 +224,9 @@ class SensorEngine(Engine):
         if outcome.kind == "failed":
             resource.agent_error.CopyFrom(
                 agent_pb2.AgentError(
-                    code="SENSOR_FAILED", kind=agent_pb2.AgentError.NON_RECOVERABLE, origin=execution_pb2.ExecutionError.USER
+                    code="SENSOR_FAILED",
+                    kind=agent_pb2.AgentError.NON_RECOVERABLE,
+                    origin=execution_pb2.ExecutionError.USER,
                 )
             )
         return resource
