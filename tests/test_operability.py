@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -324,3 +325,16 @@ def test_gcs_paths_link_to_the_gcs_console_and_local_paths_to_nothing() -> None:
         ("GCS console", "https://console.cloud.google.com/storage/browser/bkt/a/b%20c.csv")
     ]
     assert fs.console_links("/data/x.csv") == [] and fs.console_links("file:///data/x.csv") == []
+
+
+async def test_metrics_port_in_use_is_a_clear_start_up_error_and_zero_disables(
+    make_connector: Any, connector: Connector
+) -> None:
+    assert connector.server.metrics.port == 0  # the fixture runs with --metrics-port 0: no endpoint
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(OSError) as error:
+            await make_connector(metrics_port=port)
+    assert str(error.value) == f"cannot serve metrics on 127.0.0.1:{port}: Address already in use"
