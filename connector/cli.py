@@ -17,7 +17,8 @@ from .config import Config, env_name, from_env, parse_value
 
 def _add_serve_options(parser: argparse.ArgumentParser) -> None:
     for f in dataclasses.fields(Config):
-        default = f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
+        factory: Any = f.default_factory
+        default: Any = factory() if f.default is dataclasses.MISSING else f.default
         shown = ",".join(map(str, default)) or "none" if isinstance(default, list) else default
         kwargs: dict[str, Any] = {
             "dest": f.name,

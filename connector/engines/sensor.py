@@ -47,7 +47,8 @@ class PokeOutcome:
     @property
     def phase(self) -> int:
         """The Flyte task phase this outcome means."""
-        return {"met": Phase.SUCCEEDED, "failed": Phase.FAILED}.get(self.kind, Phase.RUNNING)
+        phase: int = {"met": Phase.SUCCEEDED, "failed": Phase.FAILED}.get(self.kind, Phase.RUNNING)
+        return phase
 
 
 class SensorEngine(Engine):
