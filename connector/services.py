@@ -36,9 +36,12 @@ async def guarded(
     """
     task_type = category.split(" ")[0]
     t0 = time.perf_counter()
-    code: grpc.StatusCode | None = None
+    # Stays CANCELLED unless work ends otherwise: a caller that gives up (deadline, Ctrl-C) is no success.
+    code: grpc.StatusCode | None = grpc.StatusCode.CANCELLED
     try:
-        return await work()
+        result = await work()
+        code = None
+        return result
     except RequestError as exc:
         code = exc.code
         log.info(

@@ -338,3 +338,33 @@ async def test_metrics_port_in_use_is_a_clear_start_up_error_and_zero_disables(
         with pytest.raises(OSError) as error:
             await make_connector(metrics_port=port)
     assert str(error.value) == f"cannot serve metrics on 127.0.0.1:{port}: Address already in use"
+
+
+async def test_a_get_the_caller_abandons_counts_as_cancelled_not_as_success(
+    make_connector: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    poking, unwound = asyncio.Event(), asyncio.Event()
+
+    async def hangs(url: str) -> None:
+        poking.set()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            unwound.set()
+
+    monkeypatch.setattr(fs, "info", hangs)
+    server = await make_connector(metrics_port=free_port(), poke_timeout=60)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        c = Connector(server, channel)
+        meta = await c.create(file_sensor_request(str(tmp_path / "slow")))
+        call = c.agent.GetTask(agent_pb2.GetTaskRequest(task_category=SENSOR, resource_meta=meta))
+        await poking.wait()
+        call.cancel()
+        await unwound.wait()  # the server's handler unwinds, and counts, in the same step
+    figures = scrape(server.metrics.port)
+    ok = ("flyte_connector_requests_success_total", (("operation", "get"), ("task_type", "sensor")))
+    cancelled = (
+        "flyte_connector_requests_failure_total",
+        (("error_code", "499"), ("operation", "get"), ("task_type", "sensor")),
+    )
+    assert figures.get(ok, 0.0) == 0 and figures[cancelled] == 1
