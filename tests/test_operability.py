@@ -15,6 +15,7 @@ from flyteidl.admin import agent_pb2
 from flyteidl.core import execution_pb2
 from google.protobuf import duration_pb2, json_format, timestamp_pb2
 
+from connector.logs import TextFormatter
 from sensors import fs
 
 from .conftest import SENSOR, Connector, file_sensor_request, free_port, read_json_lines, scrape, spawn
@@ -368,3 +369,23 @@ async def test_a_get_the_caller_abandons_counts_as_cancelled_not_as_success(
         (("error_code", "499"), ("operation", "get"), ("task_type", "sensor")),
     )
     assert figures.get(ok, 0.0) == 0 and figures[cancelled] == 1
+
+
+async def test_at_debug_each_running_poke_has_its_line(
+    connector: Connector, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    meta = await connector.create(file_sensor_request(str(tmp_path / "later")))
+    with caplog.at_level(logging.DEBUG, logger="connector"):
+        await connector.get(meta)
+    [line] = [r for r in caplog.records if r.name == "connector.engines.sensor"]
+    assert line.levelno == logging.DEBUG
+    assert line.getMessage() == f"FileSensor RUNNING (waiting): {tmp_path / 'later'} does not exist yet."
+
+
+def test_text_logs_append_the_task_fields_after_the_message() -> None:
+    record = logging.LogRecord("connector.services", logging.INFO, __file__, 1, "created %s", ("x",), None)
+    record.operation, record.sensor, record.task = "create", "FileSensor", "0123456789ab"
+    line = TextFormatter().format(record)
+    assert line.endswith(
+        " INFO    connector.services: created x [operation=create sensor=FileSensor task=0123456789ab]"
+    )
