@@ -91,7 +91,7 @@ class AsyncAgentService(agent_pb2_grpc.AsyncAgentServiceServicer):  # type: igno
             log.info("created %s task %s", category, extra["task"], extra=extra)
             return agent_pb2.CreateTaskResponse(resource_meta=meta)
 
-        return await guarded(context, "create", str(category), work, self.metrics)
+        return await guarded(context, "create", str(category) if category else "unknown", work, self.metrics)
 
     async def GetTask(
         self, request: agent_pb2.GetTaskRequest, context: grpc.aio.ServicerContext
