@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import json
 import sys
 from collections.abc import Sequence
 from functools import partial
@@ -50,6 +51,46 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve = sub.add_parser("serve", help="run the gRPC connector", description="Run the gRPC connector.")
     _add_serve_options(serve)
+    sensors = sub.add_parser(
+        "sensors", help="list the sensor catalog", description="List registered sensors."
+    )
+    sensors.add_argument("--json", action="store_true", help="print JSON for scripts instead of a table")
+    trial = sub.add_parser(
+        "try",
+        help="run one sensor through a connector as flytepropeller does",
+        description="Create a sensor task on ENDPOINT, poll it until it succeeds or fails, delete it on "
+        "Ctrl-C or timeout. Exit 0 when met, 1 when failed, timed out or unreachable, 2 on usage errors, "
+        "130 on Ctrl-C.",
+    )
+    trial.add_argument("endpoint", metavar="ENDPOINT", help="connector address, e.g. localhost:8000")
+    trial.add_argument("sensor", metavar="SENSOR", help="e.g. FileSensor (see `sensor-connector sensors`)")
+    trial.add_argument(
+        "-i",
+        "--input",
+        dest="inputs",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a sensor input; repeat for several",
+    )
+    trial.add_argument(
+        "-c",
+        "--config",
+        dest="config",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a sensor config field; repeat for several",
+    )
+    trial.add_argument(
+        "--interval", type=float, default=2.0, metavar="S", help="seconds between polls (default 2)"
+    )
+    trial.add_argument(
+        "--timeout", type=float, default=0.0, metavar="S", help="give up after S seconds (default 0: never)"
+    )
+    trial.add_argument(
+        "--tls", action="store_true", help="connect with TLS (system CAs) instead of plaintext"
+    )
     return parser
 
 
@@ -78,8 +119,39 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (ValueError, OSError) as exc:
             print(f"sensor-connector: {exc}", file=sys.stderr)
             return 1
+    if args.command == "sensors":
+        return list_sensors(as_json=args.json)
+    if args.command == "try":
+        return try_sensor(args)
     parser.print_help()
     return 2
+
+
+def list_sensors(*, as_json: bool) -> int:
+    """Print the catalog: a table, or JSON."""
+    from sensors.registry import load_registry
+
+    from .catalog import catalog, table
+
+    data = catalog(load_registry())
+    print(json.dumps(data, indent=2) if as_json else table(data))
+    return 0
+
+
+def try_sensor(args: argparse.Namespace) -> int:
+    """Run `try`; usage errors exit 2 with one sentence."""
+    from sensors.registry import load_registry
+
+    from .trycmd import TryOptions, UsageError, run
+
+    opts = TryOptions(
+        args.endpoint, args.sensor, args.inputs, args.config, args.interval, args.timeout, tls=args.tls
+    )
+    try:
+        return asyncio.run(run(load_registry(), opts))
+    except UsageError as exc:
+        print(f"sensor-connector try: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

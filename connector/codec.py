@@ -129,6 +129,11 @@ class Codec:
         )
 
 
+def task_id(resource_meta: bytes) -> str:
+    """A short, stable name for one task in logs: any replica derives the same from its resource_meta."""
+    return hashlib.sha256(resource_meta).hexdigest()[:12]
+
+
 def _us(delta: dt.timedelta) -> int:
     return delta // dt.timedelta(microseconds=1)
 

@@ -27,3 +27,9 @@ class FailedPrecondition(RequestError):
     """The request is well formed but cannot run on this deployment (e.g. a missing optional extra)."""
 
     code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class Unimplemented(RequestError):
+    """The engine serving this task category does not offer the call (e.g. logs of a category without any)."""
+
+    code = grpc.StatusCode.UNIMPLEMENTED

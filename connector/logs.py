@@ -30,13 +30,29 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+class TextFormatter(logging.Formatter):
+    """One readable line, with the task context fields appended as key=value."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        known = ((n, getattr(record, n, None)) for n in CONTEXT_FIELDS)
+        context = " ".join(f"{n}={v}" for n, v in known if v is not None)
+        if not context:
+            return line
+        head, sep, tail = line.partition("\n")  # keep a traceback below the context
+        return f"{head} [{context}]{sep}{tail}"
+
+
 def setup(level: str = "INFO", fmt: str = "text") -> None:
     """Configure the root logger once, on stderr."""
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+        handler.setFormatter(TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -16,8 +16,9 @@ from sensors.registry import SensorRegistry, load_registry
 
 from .codec import Codec
 from .config import Config
-from .engines.sensor import SensorEngine
+from .engines.sensor import PokeOutcome, SensorEngine
 from .keys import load_keyring
+from .metrics import Metrics
 from .registry import EngineRegistry
 from .services import AgentMetadataService, AsyncAgentService
 
@@ -29,12 +30,18 @@ SERVICE_NAMES = tuple(
 )
 
 
-def build_engines(config: Config, sensors: SensorRegistry) -> EngineRegistry:
-    """The engines this connector serves, wired to the signing keys."""
+def build_engines(config: Config, sensors: SensorRegistry, metrics: Metrics | None = None) -> EngineRegistry:
+    """The engines this connector serves, wired to the signing keys and, if given, the metrics."""
     keyring = load_keyring(config.signing_key_file, config.state_dir)
     codec = Codec(keyring, sensors.config_classes())
     engines = EngineRegistry()
-    engines.register(SensorEngine(sensors, codec, poke_timeout=config.poke_timeout))
+    on_poke = None
+    if metrics is not None:
+
+        def on_poke(sensor: str, outcome: PokeOutcome) -> None:
+            metrics.poked(sensor, outcome.kind, outcome.seconds)
+
+    engines.register(SensorEngine(sensors, codec, poke_timeout=config.poke_timeout, on_poke=on_poke))
     return engines
 
 
@@ -50,7 +57,8 @@ class Server:
         self.sensors = load_registry()
         for sensor in self.sensors:
             sensor.warm_up()
-        self.engines = build_engines(config, self.sensors)
+        self.metrics = Metrics()
+        self.engines = build_engines(config, self.sensors, self.metrics)
         self._grpc: grpc.aio.Server | None = None
 
     async def serve(self) -> None:
@@ -73,7 +81,9 @@ class Server:
             ],
             maximum_concurrent_rpcs=cfg.max_concurrent_rpcs or None,
         )
-        agent_pb2_grpc.add_AsyncAgentServiceServicer_to_server(AsyncAgentService(self.engines), server)
+        agent_pb2_grpc.add_AsyncAgentServiceServicer_to_server(
+            AsyncAgentService(self.engines, self.metrics), server
+        )
         agent_pb2_grpc.add_AgentMetadataServiceServicer_to_server(AgentMetadataService(self.engines), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
@@ -96,6 +106,15 @@ class Server:
             self.port = 0
         if not self.port:
             raise OSError(f"cannot listen on {cfg.address}: the address is in use or not available")
+        if cfg.metrics_port:
+            try:
+                port = self.metrics.serve(cfg.host, cfg.metrics_port)
+            except OSError as exc:
+                await server.stop(None)
+                raise OSError(
+                    f"cannot serve metrics on {cfg.host}:{cfg.metrics_port}: {exc.strerror or exc}"
+                ) from None
+            log.info("metrics on http://%s:%d/metrics", cfg.host, port)
         await server.start()
         self._grpc = server
         for name in ("", *SERVICE_NAMES):
@@ -114,6 +133,7 @@ class Server:
         await self.health.enter_graceful_shutdown()
         if self._grpc is not None:
             await self._grpc.stop(self.config.grace_period)
+        self.metrics.stop()
         log.info("stopped")
 
     def install_signal_handlers(self) -> None:

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
 from flyteidl.admin import agent_pb2
 from flyteidl.service import agent_pb2_grpc
 
+from .codec import task_id
+from .engines.base import TimeWindow
 from .errors import InvalidArgument, NotFound, RequestError
+from .metrics import Metrics
 from .registry import EngineRegistry, TaskCategory, category_of
 
 log = logging.getLogger(__name__)
@@ -19,12 +24,26 @@ T = TypeVar("T")
 
 
 async def guarded(
-    context: grpc.aio.ServicerContext, operation: str, category: str, work: Callable[[], Awaitable[T]]
+    context: grpc.aio.ServicerContext,
+    operation: str,
+    category: str,
+    work: Callable[[], Awaitable[T]],
+    metrics: Metrics | None = None,
 ) -> T:
-    """Run `work`, turning a RequestError into its status and anything else into INTERNAL (a bug)."""
+    """Run `work`, turning a RequestError into its status and anything else into INTERNAL (a bug).
+
+    With `metrics`, the call is counted as flytekit's connector counts it: task_type is the category name.
+    """
+    task_type = category.split(" ")[0]
+    t0 = time.perf_counter()
+    # Stays CANCELLED unless work ends otherwise: a caller that gives up (deadline, Ctrl-C) is no success.
+    code: grpc.StatusCode | None = grpc.StatusCode.CANCELLED
     try:
-        return await work()
+        result = await work()
+        code = None
+        return result
     except RequestError as exc:
+        code = exc.code
         log.info(
             "%s %s rejected: %s",
             operation,
@@ -32,20 +51,24 @@ async def guarded(
             exc,
             extra={"operation": operation, "category": category},
         )
-        await context.abort(exc.code, str(exc))
+        message = str(exc)
     except Exception:
+        code = grpc.StatusCode.INTERNAL
         log.exception("%s %s failed: a bug in the connector", operation, category)
-        await context.abort(
-            grpc.StatusCode.INTERNAL, f"{operation} failed inside the connector; see its logs."
-        )
+        message = f"{operation} failed inside the connector; see its logs."
+    finally:
+        if metrics is not None:
+            metrics.request_done(task_type, operation, time.perf_counter() - t0, code)
+    await context.abort(code, message)
     raise AssertionError("context.abort returned")  # pragma: no cover
 
 
 class AsyncAgentService(agent_pb2_grpc.AsyncAgentServiceServicer):  # type: ignore[misc]
-    """CreateTask, GetTask and DeleteTask routed by task category."""
+    """CreateTask, GetTask, DeleteTask, GetTaskLogs and GetTaskMetrics routed by task category."""
 
-    def __init__(self, engines: EngineRegistry) -> None:
+    def __init__(self, engines: EngineRegistry, metrics: Metrics | None = None) -> None:
         self.engines = engines
+        self.metrics = metrics
 
     async def CreateTask(
         self, request: agent_pb2.CreateTaskRequest, context: grpc.aio.ServicerContext
@@ -58,11 +81,17 @@ class AsyncAgentService(agent_pb2_grpc.AsyncAgentServiceServicer):  # type: igno
             if category is None:
                 raise InvalidArgument("the request has no task template, or the template has no type.")
             engine = self.engines.engine_for(category)
+            if self.metrics is not None:
+                self.metrics.input_literal_bytes.labels(category.name).observe(request.inputs.ByteSize())
             meta = await engine.create(request)
-            log.info("created %s task", category, extra={"operation": "create", "category": str(category)})
+            extra = {"operation": "create", "category": str(category), "task": task_id(meta)}
+            custom = request.template.custom.fields
+            if "sensor_name" in custom:
+                extra["sensor"] = custom["sensor_name"].string_value
+            log.info("created %s task %s", category, extra["task"], extra=extra)
             return agent_pb2.CreateTaskResponse(resource_meta=meta)
 
-        return await guarded(context, "create", str(category), work)
+        return await guarded(context, "create", str(category) if category else "unknown", work, self.metrics)
 
     async def GetTask(
         self, request: agent_pb2.GetTaskRequest, context: grpc.aio.ServicerContext
@@ -73,7 +102,7 @@ class AsyncAgentService(agent_pb2_grpc.AsyncAgentServiceServicer):  # type: igno
             engine = self.engines.engine_for(_category(request))
             return agent_pb2.GetTaskResponse(resource=await engine.get(request.resource_meta))
 
-        return await guarded(context, "get", _label(request), work)
+        return await guarded(context, "get", _label(request), work, self.metrics)
 
     async def DeleteTask(
         self, request: agent_pb2.DeleteTaskRequest, context: grpc.aio.ServicerContext
@@ -83,10 +112,52 @@ class AsyncAgentService(agent_pb2_grpc.AsyncAgentServiceServicer):  # type: igno
         async def work() -> agent_pb2.DeleteTaskResponse:
             category = _category(request)
             await self.engines.engine_for(category).delete(request.resource_meta)
-            log.info("deleted %s task", category, extra={"operation": "delete", "category": str(category)})
+            task = task_id(request.resource_meta)
+            extra = {"operation": "delete", "category": str(category), "task": task}
+            log.info("deleted %s task %s", category, task, extra=extra)
             return agent_pb2.DeleteTaskResponse()
 
-        return await guarded(context, "delete", _label(request), work)
+        return await guarded(context, "delete", _label(request), work, self.metrics)
+
+    async def GetTaskLogs(
+        self, request: agent_pb2.GetTaskLogsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[agent_pb2.GetTaskLogsResponse]:
+        """The task's story in plain words: a header, then a body of at most `lines` lines (the last ones)."""
+
+        async def work() -> list[agent_pb2.LogLine]:
+            lines = await self.engines.engine_for(_category(request)).logs(request.resource_meta)
+            return lines[-request.lines :] if request.lines > 0 else lines
+
+        lines = await guarded(context, "get_logs", _label(request), work, self.metrics)
+        # Everything fits one page, so the continuation token is empty.
+        yield agent_pb2.GetTaskLogsResponse(header=agent_pb2.GetTaskLogsResponseHeader(token=""))
+        body = agent_pb2.GetTaskLogsResponseBody(
+            results=[line.message for line in lines], structured_lines=lines
+        )
+        yield agent_pb2.GetTaskLogsResponse(body=body)
+
+    async def GetTaskMetrics(
+        self, request: agent_pb2.GetTaskMetricsRequest, context: grpc.aio.ServicerContext
+    ) -> agent_pb2.GetTaskMetricsResponse:
+        """Figures for the queries named (all known when none are); unknown names are logged, skipped."""
+
+        async def work() -> agent_pb2.GetTaskMetricsResponse:
+            engine = self.engines.engine_for(_category(request))
+            results = await engine.metrics(request.resource_meta, list(request.queries), _window(request))
+            return agent_pb2.GetTaskMetricsResponse(results=results)
+
+        return await guarded(context, "get_metrics", _label(request), work, self.metrics)
+
+
+def _window(request: agent_pb2.GetTaskMetricsRequest) -> TimeWindow:
+    start = request.start_time.ToDatetime(tzinfo=dt.UTC) if request.HasField("start_time") else None
+    end = request.end_time.ToDatetime(tzinfo=dt.UTC) if request.HasField("end_time") else None
+    step = request.step.ToTimedelta() if request.HasField("step") else None
+    if start is not None and end is not None and end < start:
+        raise InvalidArgument("end_time is before start_time.")
+    if step is not None and step < dt.timedelta(0):
+        raise InvalidArgument("step must not be negative.")
+    return TimeWindow(start, end, step)
 
 
 def _category(request: Any) -> TaskCategory:

@@ -7,10 +7,12 @@ import json
 import os
 import re
 import secrets
+import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -192,11 +194,16 @@ class Process:
     proc: subprocess.Popen[str]
     port: int
     log: list[str]
+    drain: threading.Thread | None = None
 
     def stop(self, sig: int = 15, timeout: float = 20) -> int:
+        """Signal the server, wait for it, and for the last of its log lines."""
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
-        return self.proc.wait(timeout=timeout)
+        code = self.proc.wait(timeout=timeout)
+        if self.drain is not None:
+            self.drain.join(timeout=timeout)
+        return code
 
 
 def spawn(*args: str, env: dict[str, str] | None = None, timeout: float = 30) -> Process:
@@ -223,8 +230,9 @@ def spawn(*args: str, env: dict[str, str] | None = None, timeout: float = 30) ->
         )
         if found:
             # keep draining stderr so a chatty server never blocks on a full pipe
-            threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True).start()  # type: ignore[arg-type]
-            return Process(proc, int(found.group(1)), lines)
+            drain = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)  # type: ignore[arg-type]
+            drain.start()
+            return Process(proc, int(found.group(1)), lines, drain)
     proc.kill()
     raise AssertionError("connector did not start:\n" + "".join(lines))
 
@@ -232,3 +240,23 @@ def spawn(*args: str, env: dict[str, str] | None = None, timeout: float = 30) ->
 def read_json_lines(lines: list[str]) -> list[dict[str, Any]]:
     """The JSON objects among log lines."""
     return [json.loads(line) for line in lines if line.startswith("{")]
+
+
+def free_port() -> int:
+    """A loopback TCP port that nothing listens on right now (for the metrics endpoint, where 0 means off)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """GET /metrics from the real endpoint: {(sample name, sorted labels): value}."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }

@@ -3,10 +3,23 @@
 from __future__ import annotations
 
 import abc
+import datetime as dt
+from collections.abc import Sequence
+from typing import NamedTuple
 
 from flyteidl.admin import agent_pb2
+from flyteidl.core import metrics_pb2
 
+from ..errors import Unimplemented
 from ..registry import TaskCategory
+
+
+class TimeWindow(NamedTuple):
+    """The range a GetTaskMetrics request asks about; None where the request leaves it unset."""
+
+    start: dt.datetime | None = None
+    end: dt.datetime | None = None
+    step: dt.timedelta | None = None
 
 
 class Engine(abc.ABC):
@@ -27,3 +40,13 @@ class Engine(abc.ABC):
     @abc.abstractmethod
     async def delete(self, resource_meta: bytes) -> None:
         """Stop the task; calling it again, or for a finished task, is not an error."""
+
+    async def logs(self, resource_meta: bytes) -> list[agent_pb2.LogLine]:
+        """What the task is doing, in plain words, for the console's log view."""
+        raise Unimplemented(f"task category {self.category} offers no logs.")
+
+    async def metrics(
+        self, resource_meta: bytes, queries: Sequence[str], window: TimeWindow
+    ) -> list[metrics_pb2.ExecutionMetricResult]:
+        """Figures for the named queries (all it has when none are named); unknown names are skipped."""
+        raise Unimplemented(f"task category {self.category} offers no metrics.")

@@ -6,22 +6,23 @@ import asyncio
 import datetime as dt
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from flyteidl.admin import agent_pb2
-from flyteidl.core import execution_pb2, tasks_pb2
+from flyteidl.core import execution_pb2, metrics_pb2, tasks_pb2
 from google.protobuf import json_format, struct_pb2
 
 from sensors.base import ConfigError, PermanentError, PokeContext, Sensor, TransientError
 from sensors.registry import SensorRegistry, UnavailableSensorError, UnknownSensorError
 
 from .. import literals
-from ..codec import Codec, InvalidResourceMeta, SensorState
+from ..codec import Codec, InvalidResourceMeta, SensorState, task_id
 from ..errors import FailedPrecondition, InvalidArgument, NotFound
 from ..registry import TaskCategory
-from .base import Engine
+from . import sensor_report
+from .base import Engine, TimeWindow
 
 log = logging.getLogger(__name__)
 
@@ -62,11 +63,14 @@ class SensorEngine(Engine):
         *,
         poke_timeout: float = 5.0,
         category: TaskCategory = SENSOR_CATEGORY,
+        on_poke: Callable[[str, PokeOutcome], None] | None = None,
     ) -> None:
         self.sensors = sensors
         self.codec = codec
         self.poke_timeout = poke_timeout
         self.category = category
+        #: Called after every poke with the sensor name and outcome (the server counts them).
+        self.on_poke = on_poke
 
     # -- Create -------------------------------------------------------------------------------
     async def create(self, request: agent_pb2.CreateTaskRequest) -> bytes:
@@ -153,6 +157,12 @@ class SensorEngine(Engine):
 
     async def poke(self, state: SensorState, sensor: Sensor[Any]) -> PokeOutcome:
         """Poke once within the poke timeout and sort the outcome."""
+        outcome = await self._poke(state, sensor)
+        if self.on_poke is not None:
+            self.on_poke(state.sensor, outcome)
+        return outcome
+
+    async def _poke(self, state: SensorState, sensor: Sensor[Any]) -> PokeOutcome:
         started_at = dt.datetime.now(dt.UTC)
         t0 = time.perf_counter()
         ctx = PokeContext(created_at=state.created_at, timeout=self.poke_timeout)
@@ -181,7 +191,21 @@ class SensorEngine(Engine):
         """Poke once and report the phase."""
         state, sensor = self.load(resource_meta)
         outcome = await self.poke(state, sensor)
+        self._log_outcome(resource_meta, state, outcome)
         return self.resource(state, sensor, outcome)
+
+    def _log_outcome(self, resource_meta: bytes, state: SensorState, outcome: PokeOutcome) -> None:
+        # Propeller asks every 30 s or so: a healthy wait is logged at DEBUG only.
+        phase = Phase.Name(outcome.phase)
+        extra = {
+            "operation": "get",
+            "category": str(self.category),
+            "sensor": state.sensor,
+            "phase": phase,
+            "task": task_id(resource_meta),
+        }
+        level = {"met": logging.INFO, "waiting": logging.DEBUG}.get(outcome.kind, logging.WARNING)
+        log.log(level, "%s %s (%s): %s", state.sensor, phase, outcome.kind, outcome.message, extra=extra)
 
     def resource(self, state: SensorState, sensor: Sensor[Any], outcome: PokeOutcome) -> agent_pb2.Resource:
         """The flyteidl Resource for an outcome: phase, message, console info, links, outputs."""
@@ -211,6 +235,28 @@ class SensorEngine(Engine):
                 )
             )
         return resource
+
+    async def logs(self, resource_meta: bytes) -> list[agent_pb2.LogLine]:
+        """The sensor's story: what it waits for, since when, and what a poke made now finds."""
+        state, sensor = self.load(resource_meta)
+        outcome = await self.poke(state, sensor)
+        return sensor_report.story(state, sensor, outcome, dt.datetime.now(dt.UTC))
+
+    async def metrics(
+        self, resource_meta: bytes, queries: Sequence[str], window: TimeWindow
+    ) -> list[metrics_pb2.ExecutionMetricResult]:
+        """elapsed_seconds over the window and poke_latency_seconds of a poke made now."""
+        state, sensor = self.load(resource_meta)
+        known, unknown = sensor_report.wanted(queries)
+        if unknown:
+            log.info(
+                "GetTaskMetrics: ignoring unknown queries %s; this engine answers %s",
+                ", ".join(unknown),
+                ", ".join(sensor_report.QUERIES),
+                extra={"operation": "get_metrics", "category": str(self.category), "sensor": state.sensor},
+            )
+        outcome = await self.poke(state, sensor) if sensor_report.POKE_LATENCY in known else None
+        return sensor_report.results(state, outcome, known, window, dt.datetime.now(dt.UTC))
 
     async def delete(self, resource_meta: bytes) -> None:
         """Nothing runs between pokes, so there is nothing to stop; only the signature is checked."""
