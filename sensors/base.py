@@ -14,7 +14,7 @@ import dataclasses
 import datetime as dt
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -142,6 +142,13 @@ class Sensor(abc.ABC, Generic[C]):
         return {
             name: check_value(value, cls.inputs[name], f"input {name!r}") for name, value in values.items()
         }
+
+    @classmethod
+    def check(cls, config: Any, inputs: Mapping[str, Any], outputs: Collection[str]) -> None:
+        """Checks that need config, inputs and the output names a template declares together; none by default.
+
+        Raise ConfigError with one sentence when they do not fit (e.g. two settings that exclude each other).
+        """
 
 
 def _names(declared: Mapping[str, Any]) -> str:

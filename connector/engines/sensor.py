@@ -90,9 +90,10 @@ class SensorEngine(Engine):
             values = dict(custom.get("inputs") or {})
             values.update(literals.to_dict(request.inputs))
             inputs = cls.check_inputs(values)
+            self._check_outputs(cls, template)
+            cls.check(config, inputs, tuple(template.interface.outputs.variables))
         except (ConfigError, literals.LiteralError) as exc:
             raise InvalidArgument(str(exc)) from None
-        self._check_outputs(cls, template)
         state = SensorState(
             category=self.category,
             sensor=cls.name,
@@ -115,6 +116,10 @@ class SensorEngine(Engine):
                     return self.sensors.resolve(name)
                 except UnknownSensorError:
                     pass
+            # A plugin that failed to import registered no aliases; its entry-point name is all we know.
+            reason = self.sensors.unavailable.get(name)
+            if reason is not None:
+                raise FailedPrecondition(reason) from None
             raise NotFound(str(exc)) from None
         except UnavailableSensorError as exc:
             raise FailedPrecondition(str(exc)) from None
