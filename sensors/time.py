@@ -22,6 +22,11 @@ class TimeSensorConfig:
             raise ValueError("delay must be zero or more seconds")
 
 
+def now() -> dt.datetime:
+    """The current time, timezone-aware UTC (one place to read the clock)."""
+    return dt.datetime.now(dt.UTC)
+
+
 class TimeSensor(Sensor[TimeSensorConfig]):
     """Waits until the time `at` (an input) or `delay` seconds (config) after the sensor started."""
 
@@ -54,11 +59,11 @@ class TimeSensor(Sensor[TimeSensorConfig]):
 
     async def poke(self, inputs: Mapping[str, Any], ctx: PokeContext) -> PokeResult:
         target = self.target(inputs, ctx.created_at)
-        now = dt.datetime.now(dt.UTC)
+        current = now()
         details = {"target": target.isoformat(timespec="seconds")}
-        if now >= target:
+        if current >= target:
             return PokeResult(True, f"it is past {target.isoformat(timespec='seconds')}.", details)
-        left = target - now
+        left = target - current
         return PokeResult(
             False, f"waiting until {target.isoformat(timespec='seconds')}, {_human(left)} left.", details
         )
