@@ -1,7 +1,7 @@
 """Wait for a file, then count its lines.
 
-    pyflyte run examples/file_sensor.py wf --path /tmp/landing/data.csv
-    pyflyte run examples/file_sensor.py wf --path s3://bucket/landing/data.csv
+pyflyte run examples/file_sensor.py wf --path /tmp/landing/data.csv
+pyflyte run examples/file_sensor.py wf --path s3://bucket/landing/data.csv
 """
 
 from __future__ import annotations

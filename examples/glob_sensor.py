@@ -1,7 +1,7 @@
 """Wait for a day's parquet parts and their _SUCCESS marker, then use the matched paths.
 
-    pyflyte run examples/glob_sensor.py wf --pattern '/tmp/day=2026-11-24/*.parquet'
-    pyflyte run examples/glob_sensor.py wf --pattern 's3://bucket/day=2026-11-24/*.parquet'
+pyflyte run examples/glob_sensor.py wf --pattern '/tmp/day=2026-11-24/*.parquet'
+pyflyte run examples/glob_sensor.py wf --pattern 's3://bucket/day=2026-11-24/*.parquet'
 """
 
 from __future__ import annotations

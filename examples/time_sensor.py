@@ -1,7 +1,7 @@
 """Wait until a point in time, or for a fixed delay, then go on.
 
-    pyflyte run examples/time_sensor.py wf --at 2026-11-24T06:00:00
-    pyflyte run examples/time_sensor.py wf_delay
+pyflyte run examples/time_sensor.py wf --at 2026-11-24T06:00:00
+pyflyte run examples/time_sensor.py wf_delay
 """
 
 from __future__ import annotations

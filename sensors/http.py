@@ -314,6 +314,10 @@ async def _check_destination(url: str, allow_private: bool) -> None:
     _check_url(url, PermanentError)
     parts = urlsplit(url)
     host = parts.hostname or ""
+    # Names refused as such are refused before any DNS query is made for them.
+    reason = refusal(host, [], allow_private)
+    if reason is not None:
+        raise PermanentError(f"{_redact(url)}: refused, {reason}.")
     try:
         addresses = [str(ipaddress.ip_address(host))]
     except ValueError:

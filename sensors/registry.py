@@ -37,11 +37,13 @@ BUILTINS: tuple[Builtin, ...] = (
     Builtin("sensors.time:TimeSensor"),
     Builtin(
         "sensors.http:HttpSensor",
-        "HttpSensor needs aiohttp, which is not installed on the connector; reinstall flyte-sensor-connector.",
+        "HttpSensor needs aiohttp, which is not installed on the connector; "
+        "reinstall flyte-sensor-connector.",
     ),
     Builtin(
         "sensors.sql:SqlSensor",
-        "SqlSensor needs SQLAlchemy, which is not installed on the connector; install flyte-sensor-connector[sql].",
+        "SqlSensor needs SQLAlchemy, which is not installed on the connector; "
+        "install flyte-sensor-connector[sql].",
     ),
 )
 

@@ -13,13 +13,24 @@ import grpc
 import pytest
 from flyteidl.admin import agent_pb2
 from flyteidl.core import tasks_pb2
+from flytekit.configuration import Image, ImageConfig, SerializationSettings
 from flytekit.tools.translator import get_serializable
-
-from tests.vectors.make_vectors import settings
 
 from .conftest import ROOT, Connector, inputs
 
 EXAMPLES = ROOT / "examples"
+
+
+def settings() -> SerializationSettings:
+    """Settings as `pyflyte register` would use them (as in tests/vectors/make_vectors.py, which
+    is not imported here: it imports a user sensor that other tests check is never imported)."""
+    image = Image(name="default", fqn="cr.flyte.org/flyteorg/flytekit", tag="py3.11-catalog")
+    return SerializationSettings(
+        project="flytesnacks",
+        domain="development",
+        version="v1",
+        image_config=ImageConfig(default_image=image, images=[image]),
+    )
 
 
 def template_of(task: Any) -> tasks_pb2.TaskTemplate:
@@ -30,11 +41,19 @@ def template_of(task: Any) -> tasks_pb2.TaskTemplate:
 
 def request_for(task_or_template: Any, **values: Any) -> agent_pb2.CreateTaskRequest:
     """A CreateTaskRequest for a flytekit task (or a template) with plain input values."""
-    template = task_or_template if isinstance(task_or_template, tasks_pb2.TaskTemplate) else template_of(task_or_template)
-    return agent_pb2.CreateTaskRequest(template=template, inputs=inputs(**values), output_prefix="s3://bucket/out")
+    template = (
+        task_or_template
+        if isinstance(task_or_template, tasks_pb2.TaskTemplate)
+        else template_of(task_or_template)
+    )
+    return agent_pb2.CreateTaskRequest(
+        template=template, inputs=inputs(**values), output_prefix="s3://bucket/out"
+    )
 
 
-async def expect_rejected(connector: Connector, request: agent_pb2.CreateTaskRequest, code: grpc.StatusCode) -> str:
+async def expect_rejected(
+    connector: Connector, request: agent_pb2.CreateTaskRequest, code: grpc.StatusCode
+) -> str:
     """Create `request`, expecting the connector to refuse it with `code`; returns the message."""
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await connector.create(request)

@@ -98,7 +98,9 @@ async def test_declared_outputs_that_the_sensor_does_not_produce_are_refused_at_
     connector: Connector, tmp_path: Path
 ) -> None:
     request = request_for(GlobSensor(name="g", outputs=True), pattern=f"{tmp_path}/*")
-    request.template.interface.outputs.variables["count"].CopyFrom(request.template.interface.outputs.variables["paths"])
+    request.template.interface.outputs.variables["count"].CopyFrom(
+        request.template.interface.outputs.variables["paths"]
+    )
     message = await expect_rejected(connector, request, grpc.StatusCode.INVALID_ARGUMENT)
     assert "declares output 'count', but GlobSensor produces paths" in message
 

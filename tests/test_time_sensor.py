@@ -33,7 +33,9 @@ class Clock:
         monkeypatch.setattr(sensors.time, "now", lambda: self.value)
 
 
-async def test_time_sensor_waits_until_at_then_succeeds(connector: Connector, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_time_sensor_waits_until_at_then_succeeds(
+    connector: Connector, monkeypatch: pytest.MonkeyPatch
+) -> None:
     clock = Clock(monkeypatch)
     at = (clock.value + dt.timedelta(hours=2, minutes=5)).replace(microsecond=0)
     request = request_for(TimeSensor(name="wait_until"))
@@ -51,7 +53,9 @@ async def test_time_sensor_waits_until_at_then_succeeds(connector: Connector, mo
     assert f"it is past {at.isoformat()}" in done.message
 
 
-async def test_time_sensor_delay_counts_from_create(connector: Connector, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_time_sensor_delay_counts_from_create(
+    connector: Connector, monkeypatch: pytest.MonkeyPatch
+) -> None:
     clock = Clock(monkeypatch)
     request = request_for(TimeSensor(name="wait_a_bit", delay=90))
     request.inputs.literals["at"].CopyFrom(optional(None))
