@@ -94,14 +94,14 @@ class SqlSensor(Sensor[SqlSensorConfig]):
         url = self._url()
         try:
             has_row, value = await asyncio.to_thread(_first_cell, url, query)
+        except sa_exc.NoSuchModuleError:
+            raise PermanentError(
+                f"the database driver named by the URL in {self._where()} is not installed on the connector."
+            ) from None
         except sa_exc.ArgumentError:
             # The message may quote the URL, which is secret: say only where it came from.
             raise PermanentError(
                 f"the connection URL in {self._where()} is not a valid SQLAlchemy URL."
-            ) from None
-        except sa_exc.NoSuchModuleError:
-            raise PermanentError(
-                f"the database driver named by the URL in {self._where()} is not installed on the connector."
             ) from None
         except ImportError as exc:
             raise PermanentError(
