@@ -118,3 +118,9 @@ async def test_sql_bad_config_and_inputs_are_invalid_arguments(connector: Connec
         connector, request_for(good.template, query=7), grpc.StatusCode.INVALID_ARGUMENT
     )
     assert "input 'query' must be str" in message
+
+
+async def test_a_query_too_long_to_keep_in_resource_meta_is_refused_at_create(connector: Connector) -> None:
+    request = request_for(SqlSensor(name="s", connection_env="X"), query="select 1 -- " + "x" * 5000)
+    message = await expect_rejected(connector, request, grpc.StatusCode.INVALID_ARGUMENT)
+    assert "SqlSensor config and inputs take" in message and "more than the 4096 allowed" in message

@@ -18,7 +18,7 @@ from sensors.base import ConfigError, PermanentError, PokeContext, Sensor, Trans
 from sensors.registry import SensorRegistry, UnavailableSensorError, UnknownSensorError
 
 from .. import literals
-from ..codec import Codec, InvalidResourceMeta, SensorState, task_id
+from ..codec import MAX_RESOURCE_META_BYTES, Codec, InvalidResourceMeta, SensorState, task_id
 from ..errors import FailedPrecondition, InvalidArgument, NotFound
 from ..registry import TaskCategory
 from . import sensor_report
@@ -102,9 +102,15 @@ class SensorEngine(Engine):
             created_at=dt.datetime.now(dt.UTC).replace(microsecond=0),
         )
         try:
-            return self.codec.encode(state)
+            blob = self.codec.encode(state)
         except TypeError as exc:
             raise InvalidArgument(f"{cls.name} inputs cannot be kept: {exc}.") from None
+        if len(blob) > MAX_RESOURCE_META_BYTES:  # refuse now rather than fail every Get
+            raise InvalidArgument(
+                f"{cls.name} config and inputs take {len(blob)} bytes in resource_meta, "
+                f"more than the {MAX_RESOURCE_META_BYTES} allowed; shorten them."
+            )
+        return blob
 
     def resolve(self, module: str, name: str) -> type[Sensor[Any]]:
         """The catalog sensor a template names, by its flytekit class path or, for our own, its name."""
