@@ -24,6 +24,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import functools
+import inspect
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -34,7 +36,7 @@ from flytekit.core.interface import Interface, transform_interface_to_typed_inte
 from flytekit.core.type_engine import TypeEngine
 from flytekit.sensor.base_sensor import BaseSensor
 
-from .base import PokeContext, PokeResult, Sensor, TransientError
+from .base import ConfigError, PokeContext, PokeResult, Sensor, TransientError
 from .file import FileSensor as CatalogFileSensor
 from .glob import GlobSensor as CatalogGlobSensor
 from .http import HttpSensor as CatalogHttpSensor
@@ -81,6 +83,20 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+@functools.cache
+def _task_keywords() -> frozenset[str]:
+    """Keyword arguments flytekit's task classes under BaseSensor take (timeout, metadata, ...)."""
+    names: set[str] = set()
+    for klass in BaseSensor.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        for param in inspect.signature(init).parameters.values():
+            if param.kind in (param.POSITIONAL_OR_KEYWORD, param.KEYWORD_ONLY):
+                names.add(param.name)
+    return frozenset(names - {"self", "name", "sensor_config", "task_type", "task_config", "interface"})
+
+
 class CatalogSensorTask(BaseSensor):  # type: ignore[misc]  # flytekit is untyped
     """A flytekit sensor task whose poke is a catalog sensor's poke."""
 
@@ -97,6 +113,13 @@ class CatalogSensorTask(BaseSensor):  # type: ignore[misc]  # flytekit is untype
         fields = {f.name for f in dataclasses.fields(self.catalog.config_type)}
         values = dict(config or {})
         values.update({k: kwargs.pop(k) for k in list(kwargs) if k in fields})
+        # flytekit's task classes swallow unknown keywords, so a misspelt config field would vanish.
+        unknown = sorted(set(kwargs) - _task_keywords())
+        if unknown:
+            raise ConfigError(
+                f"{self.catalog.name} has no config field {', '.join(unknown)}; "
+                f"it takes {', '.join(sorted(fields)) or 'none'} (and flytekit task options)."
+            )
         if outputs is True:
             names = tuple(self.catalog.outputs)
         elif outputs is False:

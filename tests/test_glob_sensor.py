@@ -120,3 +120,9 @@ def test_a_bad_config_fails_at_declaration_with_the_same_sentence() -> None:
         GlobSensor(name="bad", min_count=0)
     with pytest.raises(ValueError, match="GlobSensor has no output size"):
         GlobSensor(name="bad", outputs=("size",))
+    # flytekit would silently drop an unknown keyword; a misspelt config field must not vanish
+    with pytest.raises(
+        ConfigError, match="GlobSensor has no config field min_cout; it takes marker, min_count"
+    ):
+        GlobSensor(name="bad", min_cout=3)
+    assert GlobSensor(name="ok", min_count=3, timeout=60).metadata.timeout.total_seconds() == 60
