@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -62,6 +63,24 @@ async def test_http_waits_through_404_and_503_then_succeeds_with_status_and_body
     assert done.phase == Phase.SUCCEEDED, done.message
     assert output(done, "status") == 200
     assert output(done, "body") == '{"rows": 3}'
+
+
+async def test_http_throttling_and_connection_errors_are_transient(
+    connector: Connector, web: HttpServer
+) -> None:
+    web.routes["/busy"] = Answer(429)
+    meta = await connector.create(request_for(HttpSensor(name="t"), url=web.url("/busy")))
+    throttled = await connector.get(meta)
+    assert throttled.phase == Phase.RUNNING and "answered 429; will poke again" in throttled.message
+
+    with socket.socket() as probe:  # a port that was free a moment ago: nothing listens there
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    meta = await connector.create(request_for(HttpSensor(name="t"), url=f"http://127.0.0.1:{closed_port}/"))
+    refused = await connector.get(meta)
+    assert refused.phase == Phase.RUNNING
+    assert "could not connect" in refused.message and "will poke again" in refused.message
+    assert json_format.MessageToDict(refused.custom_info)["outcome"] == "transient"
 
 
 async def test_http_json_pointer_waits_for_the_value(connector: Connector, web: HttpServer) -> None:
