@@ -132,7 +132,7 @@ class CatalogSensorTask(BaseSensor):  # type: ignore[misc]  # flytekit is untype
             raise ValueError(f"{self.catalog.name} has no output {', '.join(unknown)}; it offers {offered}.")
         values = self.config_for_outputs(values, names)
         # Fails here, at declaration, with the same sentence the connector would give at Create.
-        self.sensor_config = self.catalog.parse_config(values)
+        self.catalog_config = self.catalog.parse_config(values)
         self.output_names = names
         super().__init__(name=name, sensor_config=SensorConfigDict(values) if values else None, **kwargs)
         if names:
@@ -151,13 +151,13 @@ class CatalogSensorTask(BaseSensor):  # type: ignore[misc]  # flytekit is untype
 
     async def poke_once(self, inputs: Mapping[str, Any]) -> PokeResult:
         """One poke of the catalog sensor, exactly as the connector would do it."""
-        checked = self.catalog.check_inputs({k: v for k, v in inputs.items()})
-        self.catalog.check(self.sensor_config, checked, self.output_names)
-        key = f"{self.catalog.name}|{self.sensor_config!r}|{sorted(checked.items())!r}"
+        checked = self.catalog.check_inputs(dict(inputs))
+        self.catalog.check(self.catalog_config, checked, self.output_names)
+        key = f"{self.catalog.name}|{self.catalog_config!r}|{sorted(checked.items())!r}"
         created_at = _first_poked.setdefault(key, dt.datetime.now(dt.UTC))
         ctx = PokeContext(created_at=created_at, timeout=LOCAL_POKE_TIMEOUT)
         async with asyncio.timeout(LOCAL_POKE_TIMEOUT):
-            return await self.catalog(self.sensor_config).poke(checked, ctx)
+            return await self.catalog(self.catalog_config).poke(checked, ctx)
 
     async def poke_inputs(self, **inputs: Any) -> bool:
         """flytekit's `poke` contract: True once met; a transient failure means not yet."""
