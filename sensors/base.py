@@ -144,11 +144,14 @@ class Sensor(abc.ABC, Generic[C]):
         }
 
     @classmethod
-    def check(cls, config: Any, inputs: Mapping[str, Any], outputs: Collection[str]) -> None:
-        """Checks that need config, inputs and the output names a template declares together; none by default.
+    def prepare(cls, config: Any, inputs: Mapping[str, Any], outputs: Collection[str]) -> Any:
+        """The config to keep for this task, given its inputs and the output names its template declares.
 
-        Raise ConfigError with one sentence when they do not fit (e.g. two settings that exclude each other).
+        Checks what needs these together (raise ConfigError with one sentence when they do not fit,
+        e.g. two settings that exclude each other) and may adjust the config to what the declared
+        outputs need. By default the config is kept as it is.
         """
+        return config
 
 
 def _names(declared: Mapping[str, Any]) -> str:

@@ -130,7 +130,6 @@ class CatalogSensorTask(BaseSensor):  # type: ignore[misc]  # flytekit is untype
         if unknown:
             offered = ", ".join(self.catalog.outputs) or "none"
             raise ValueError(f"{self.catalog.name} has no output {', '.join(unknown)}; it offers {offered}.")
-        values = self.config_for_outputs(values, names)
         # Fails here, at declaration, with the same sentence the connector would give at Create.
         self.catalog_config = self.catalog.parse_config(values)
         self.output_names = names
@@ -145,19 +144,15 @@ class CatalogSensorTask(BaseSensor):  # type: ignore[misc]  # flytekit is untype
                 interface, allow_partial_artifact_id_binding=True
             )
 
-    def config_for_outputs(self, values: dict[str, Any], names: Sequence[str]) -> dict[str, Any]:
-        """Config values needed for the declared outputs; unchanged by default."""
-        return values
-
     async def poke_once(self, inputs: Mapping[str, Any]) -> PokeResult:
         """One poke of the catalog sensor, exactly as the connector would do it."""
         checked = self.catalog.check_inputs(dict(inputs))
-        self.catalog.check(self.catalog_config, checked, self.output_names)
-        key = f"{self.catalog.name}|{self.catalog_config!r}|{sorted(checked.items())!r}"
+        config = self.catalog.prepare(self.catalog_config, checked, self.output_names)
+        key = f"{self.catalog.name}|{config!r}|{sorted(checked.items())!r}"
         created_at = _first_poked.setdefault(key, dt.datetime.now(dt.UTC))
         ctx = PokeContext(created_at=created_at, timeout=LOCAL_POKE_TIMEOUT)
         async with asyncio.timeout(LOCAL_POKE_TIMEOUT):
-            return await self.catalog(self.catalog_config).poke(checked, ctx)
+            return await self.catalog(config).poke(checked, ctx)
 
     async def poke_inputs(self, **inputs: Any) -> bool:
         """flytekit's `poke` contract: True once met; a transient failure means not yet."""
@@ -221,9 +216,6 @@ class HttpSensor(CatalogSensorTask):
     """Waits until `url` answers an expected status (and body); credentials only by secret name."""
 
     catalog = CatalogHttpSensor
-
-    def config_for_outputs(self, values: dict[str, Any], names: Sequence[str]) -> dict[str, Any]:
-        return {**values, "return_body": True} if "body" in names else values
 
     async def poke(self, url: str) -> bool:
         return await self.poke_inputs(url=url)

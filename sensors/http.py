@@ -20,6 +20,7 @@ never logged or put in a message.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 import json
 import os
@@ -111,7 +112,8 @@ class HttpSensorConfig:
     allow_private: bool = False
     #: Seconds one request may take (the connector's poke timeout caps it too).
     request_timeout: float = 10.0
-    #: Return the body (at most 1 MiB, as text) as the `body` output.
+    #: Return the body (at most 1 MiB, as text) as the `body` output; set for you when the task
+    #: declares that output.
     return_body: bool = False
 
     def __post_init__(self) -> None:
@@ -155,14 +157,14 @@ class HttpSensor(Sensor[HttpSensorConfig]):
     outputs: ClassVar[Mapping[str, Any]] = {"status": int, "body": str}
 
     @classmethod
-    def check(cls, config: Any, inputs: Mapping[str, Any], outputs: Collection[str]) -> None:
+    def prepare(cls, config: Any, inputs: Mapping[str, Any], outputs: Collection[str]) -> Any:
         _check_url(inputs["url"], ConfigError)
-        if "body" in outputs and not config.return_body:
-            raise ConfigError(
-                "the template declares output 'body', but HttpSensor config return_body is not true."
-            )
-        if "body" in outputs and config.method.upper() == "HEAD":
+        if "body" not in outputs:
+            return config
+        if config.method.upper() == "HEAD":
             raise ConfigError("the template declares output 'body', but a HEAD answer has no body.")
+        # The body is read and returned only when the task declares it.
+        return dataclasses.replace(config, return_body=True)
 
     def describe(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
         facts: dict[str, Any] = {

@@ -36,7 +36,7 @@ class TimeSensor(Sensor[TimeSensorConfig]):
     inputs: ClassVar[Mapping[str, Any]] = {"at": dt.datetime | None}
 
     @classmethod
-    def check(cls, config: Any, inputs: Mapping[str, Any], outputs: Collection[str]) -> None:
+    def prepare(cls, config: Any, inputs: Mapping[str, Any], outputs: Collection[str]) -> Any:
         has_at = inputs.get("at") is not None
         has_delay = config.delay is not None
         if has_at == has_delay:
@@ -44,6 +44,7 @@ class TimeSensor(Sensor[TimeSensorConfig]):
                 "TimeSensor needs exactly one of the input `at` and the config `delay`"
                 f"{', not both' if has_at else ''}."
             )
+        return config
 
     def target(self, inputs: Mapping[str, Any], created_at: dt.datetime) -> dt.datetime:
         """The moment the sensor is met."""

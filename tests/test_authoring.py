@@ -49,7 +49,7 @@ def sales_db(path: Path, *days: str) -> str:
         (GlobSensor(name="g", min_count=3, marker="_SUCCESS"), {"min_count": 3, "marker": "_SUCCESS"}),
         (TimeSensor(name="t", delay=30), {"delay": 30}),
         (HttpSensor(name="h", expected_status=(200, "3xx")), {"expected_status": [200, "3xx"]}),
-        (HttpSensor(name="hb", outputs=("body",)), {"return_body": True}),
+        (HttpSensor(name="hj", json_pointer="/ok", outputs=("body",)), {"json_pointer": "/ok"}),
     ],
 )
 def test_templates_name_the_authoring_class_and_carry_the_config(task, config) -> None:

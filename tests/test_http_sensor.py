@@ -65,6 +65,23 @@ async def test_http_waits_through_404_and_503_then_succeeds_with_status_and_body
     assert output(done, "body") == '{"rows": 3}'
 
 
+async def test_http_body_is_returned_only_when_the_template_declares_it(
+    connector: Connector, web: HttpServer
+) -> None:
+    web.routes["/report.json"] = Answer(200, b'{"rows": 3}')
+    # A template written by hand (no return_body in its config) that declares `body`.
+    declared = request_for(HttpSensor(name="with_body", outputs=True), url=web.url("/report.json"))
+    assert "sensor_config" not in declared.template.custom or not declared.template.custom["sensor_config"]
+    done = await connector.get(await connector.create(declared))
+    assert output(done, "body") == '{"rows": 3}'
+
+    status_only = request_for(
+        HttpSensor(name="status_only", outputs=("status",)), url=web.url("/report.json")
+    )
+    done = await connector.get(await connector.create(status_only))
+    assert done.phase == Phase.SUCCEEDED and list(done.outputs.literals) == ["status"]
+
+
 async def test_http_throttling_and_connection_errors_are_transient(
     connector: Connector, web: HttpServer
 ) -> None:
@@ -220,10 +237,10 @@ async def test_http_bad_config_and_inputs_are_invalid_arguments(connector: Conne
         )
         assert fragment in message and "hunter2" not in message, message
 
-    with_body = request_for(HttpSensor(name="b", outputs=True), url="https://example.com/")
-    with_body.template.custom["sensor_config"] = {}
-    message = await expect_rejected(connector, with_body, grpc.StatusCode.INVALID_ARGUMENT)
-    assert "declares output 'body', but HttpSensor config return_body is not true" in message
+    head_body = request_for(HttpSensor(name="b", outputs=True), url="https://example.com/")
+    head_body.template.custom["sensor_config"] = {"method": "HEAD"}
+    message = await expect_rejected(connector, head_body, grpc.StatusCode.INVALID_ARGUMENT)
+    assert "declares output 'body', but a HEAD answer has no body" in message
 
 
 @pytest.mark.parametrize(

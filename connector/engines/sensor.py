@@ -91,7 +91,7 @@ class SensorEngine(Engine):
             values.update(literals.to_dict(request.inputs))
             inputs = cls.check_inputs(values)
             self._check_outputs(cls, template)
-            cls.check(config, inputs, tuple(template.interface.outputs.variables))
+            config = cls.prepare(config, inputs, tuple(template.interface.outputs.variables))
         except (ConfigError, literals.LiteralError) as exc:
             raise InvalidArgument(str(exc)) from None
         state = SensorState(
