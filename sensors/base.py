@@ -14,7 +14,7 @@ import dataclasses
 import datetime as dt
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -142,6 +142,16 @@ class Sensor(abc.ABC, Generic[C]):
         return {
             name: check_value(value, cls.inputs[name], f"input {name!r}") for name, value in values.items()
         }
+
+    @classmethod
+    def prepare(cls, config: Any, inputs: Mapping[str, Any], outputs: Collection[str]) -> Any:
+        """The config to keep for this task, given its inputs and the output names its template declares.
+
+        Checks what needs these together (raise ConfigError with one sentence when they do not fit,
+        e.g. two settings that exclude each other) and may adjust the config to what the declared
+        outputs need. By default the config is kept as it is.
+        """
+        return config
 
 
 def _names(declared: Mapping[str, Any]) -> str:

@@ -31,7 +31,11 @@ class FileSensor(Sensor[FileSensorConfig]):
     """Waits until a file (or object, or directory) exists at `path`: local, file://, s3://, gs://, abfs://."""
 
     name = "FileSensor"
-    aliases = ("flytekit.sensor.file_sensor.FileSensor", "flytekit.sensor.FileSensor")
+    aliases = (
+        "flytekit.sensor.file_sensor.FileSensor",
+        "flytekit.sensor.FileSensor",
+        "sensors.flytekit.FileSensor",
+    )
     config_type = FileSensorConfig
     inputs = {"path": str}
 

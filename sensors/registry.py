@@ -31,7 +31,21 @@ class Builtin:
 
 
 #: The built-in catalog. `missing` is shown when an optional extra is not installed.
-BUILTINS: tuple[Builtin, ...] = (Builtin("sensors.file:FileSensor"),)
+BUILTINS: tuple[Builtin, ...] = (
+    Builtin("sensors.file:FileSensor"),
+    Builtin("sensors.glob:GlobSensor"),
+    Builtin("sensors.time:TimeSensor"),
+    Builtin(
+        "sensors.http:HttpSensor",
+        "HttpSensor needs aiohttp, which is not installed on the connector; "
+        "reinstall flyte-sensor-connector.",
+    ),
+    Builtin(
+        "sensors.sql:SqlSensor",
+        "SqlSensor needs SQLAlchemy, which is not installed on the connector; "
+        "install flyte-sensor-connector[sql].",
+    ),
+)
 
 
 class UnknownSensorError(KeyError):

@@ -18,7 +18,7 @@ from sensors.base import ConfigError, PermanentError, PokeContext, Sensor, Trans
 from sensors.registry import SensorRegistry, UnavailableSensorError, UnknownSensorError
 
 from .. import literals
-from ..codec import Codec, InvalidResourceMeta, SensorState, task_id
+from ..codec import MAX_RESOURCE_META_BYTES, Codec, InvalidResourceMeta, SensorState, task_id
 from ..errors import FailedPrecondition, InvalidArgument, NotFound
 from ..registry import TaskCategory
 from . import sensor_report
@@ -90,9 +90,10 @@ class SensorEngine(Engine):
             values = dict(custom.get("inputs") or {})
             values.update(literals.to_dict(request.inputs))
             inputs = cls.check_inputs(values)
+            self._check_outputs(cls, template)
+            config = cls.prepare(config, inputs, tuple(template.interface.outputs.variables))
         except (ConfigError, literals.LiteralError) as exc:
             raise InvalidArgument(str(exc)) from None
-        self._check_outputs(cls, template)
         state = SensorState(
             category=self.category,
             sensor=cls.name,
@@ -101,9 +102,15 @@ class SensorEngine(Engine):
             created_at=dt.datetime.now(dt.UTC).replace(microsecond=0),
         )
         try:
-            return self.codec.encode(state)
+            blob = self.codec.encode(state)
         except TypeError as exc:
             raise InvalidArgument(f"{cls.name} inputs cannot be kept: {exc}.") from None
+        if len(blob) > MAX_RESOURCE_META_BYTES:  # refuse now rather than fail every Get
+            raise InvalidArgument(
+                f"{cls.name} config and inputs take {len(blob)} bytes in resource_meta, "
+                f"more than the {MAX_RESOURCE_META_BYTES} allowed; shorten them."
+            )
+        return blob
 
     def resolve(self, module: str, name: str) -> type[Sensor[Any]]:
         """The catalog sensor a template names, by its flytekit class path or, for our own, its name."""
@@ -115,6 +122,10 @@ class SensorEngine(Engine):
                     return self.sensors.resolve(name)
                 except UnknownSensorError:
                     pass
+            # A plugin that failed to import registered no aliases; its entry-point name is all we know.
+            reason = self.sensors.unavailable.get(name)
+            if reason is not None:
+                raise FailedPrecondition(reason) from None
             raise NotFound(str(exc)) from None
         except UnavailableSensorError as exc:
             raise FailedPrecondition(str(exc)) from None

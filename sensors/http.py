@@ -1,0 +1,441 @@
+"""HttpSensor: waits until a URL answers an expected status (and, optionally, body or JSON value).
+
+Safety: the connector runs inside a cluster, so a template must not be able to make it fetch cloud
+metadata or its own loopback ports. Every address a host resolves to is checked, both before the
+request and again when aiohttp connects (so a DNS answer that changes in between cannot slip
+through), and every redirect hop is checked the same way:
+
+- link-local (169.254.0.0/16, fe80::/10), cloud metadata (169.254.169.254, fd00:ec2::254,
+  metadata.google.internal, ...), loopback, unspecified, multicast and reserved addresses are
+  refused, unless the operator lists the host or address on the connector in the environment
+  variable SENSOR_CONNECTOR_HTTP_ALLOW_HOSTS (comma-separated host names, addresses or CIDR ranges);
+- private ranges (10/8, 172.16/12, 192.168/16, 100.64/10, fc00::/7) are refused unless the
+  sensor's config says `allow_private: true` (or the connector allow-list names them).
+
+Credentials never travel in a template: `auth_header_env` / `auth_header_file` name an environment
+variable or a mounted file on the connector that holds the header value, read at each poke and
+never logged or put in a message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import ipaddress
+import json
+import os
+import re
+import socket
+import weakref
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+from urllib.parse import urljoin, urlsplit
+
+import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import DefaultResolver
+
+from .base import ConfigError, PermanentError, PokeContext, PokeResult, Sensor, TransientError
+
+ALLOW_HOSTS_ENV = "SENSOR_CONNECTOR_HTTP_ALLOW_HOSTS"
+#: The most of a body that is read (for body_regex, json_pointer and the `body` output).
+MAX_BODY_BYTES = 1 << 20
+MAX_REDIRECTS = 5
+
+_METADATA_HOSTS = {
+    "metadata.google.internal",
+    "metadata.goog",
+    "metadata",
+    "instance-data",
+    "metadata.azure.com",
+}
+_METADATA_NETS = tuple(
+    ipaddress.ip_network(n)
+    for n in ("169.254.0.0/16", "fe80::/10", "fd00:ec2::254/128", "100.100.100.200/32", "192.0.0.192/32")
+)
+_PRIVATE_NETS = tuple(
+    ipaddress.ip_network(n)
+    for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7")
+)
+_SECRET_HEADERS = {"authorization", "proxy-authorization", "cookie", "x-api-key", "x-auth-token"}
+_STATUS_SPEC = re.compile(r"^([1-5])xx$|^(\d{3})-(\d{3})$|^(\d{3})$")
+
+
+def _status_ranges(spec: Iterable[int | str]) -> list[tuple[int, int]]:
+    ranges = []
+    for item in spec:
+        if isinstance(item, int):
+            lo = hi = item
+        else:
+            m = _STATUS_SPEC.match(item.strip().lower())
+            if m is None:
+                raise ValueError(
+                    f"expected_status item {item!r} is not a status, a range like 200-299, or 2xx"
+                )
+            if m.group(1):
+                lo, hi = int(m.group(1)) * 100, int(m.group(1)) * 100 + 99
+            elif m.group(2):
+                lo, hi = int(m.group(2)), int(m.group(3))
+            else:
+                lo = hi = int(m.group(4))
+        if not 100 <= lo <= hi <= 599:
+            raise ValueError(f"expected_status item {item!r} is not within 100-599")
+        ranges.append((lo, hi))
+    return ranges
+
+
+@dataclass(frozen=True)
+class HttpSensorConfig:
+    """What a good answer looks like, and how to ask."""
+
+    #: GET or HEAD.
+    method: str = "GET"
+    #: Statuses that count as an answer: ints, ranges "200-299", or classes "2xx".
+    expected_status: tuple[int | str, ...] = ("2xx",)
+    #: A regular expression the body must contain (re.search).
+    body_regex: str | None = None
+    #: An RFC 6901 JSON pointer into the body, e.g. /status; with json_value, the value it must equal,
+    #: without, the value must be present and truthy.
+    json_pointer: str | None = None
+    json_value: str | int | float | bool | None = None
+    #: Plain, non-secret request headers.
+    headers: dict[str, str] = field(default_factory=dict)
+    #: Name of an environment variable on the connector holding the Authorization header value.
+    auth_header_env: str | None = None
+    #: Path of a mounted secret file on the connector holding the Authorization header value.
+    auth_header_file: str | None = None
+    #: The header the secret goes into.
+    auth_header_name: str = "Authorization"
+    #: Let the sensor reach private-range addresses (10/8, 172.16/12, 192.168/16, fc00::/7).
+    allow_private: bool = False
+    #: Seconds one request may take (the connector's poke timeout caps it too).
+    request_timeout: float = 10.0
+    #: Return the body (at most 1 MiB, as text) as the `body` output; set for you when the task
+    #: declares that output.
+    return_body: bool = False
+
+    def __post_init__(self) -> None:
+        if self.method.upper() not in ("GET", "HEAD"):
+            raise ValueError(f"method must be GET or HEAD, not {self.method!r}")
+        if not self.expected_status:
+            raise ValueError("expected_status must name at least one status")
+        _status_ranges(self.expected_status)
+        if self.body_regex is not None:
+            try:
+                re.compile(self.body_regex)
+            except re.error as exc:
+                raise ValueError(f"body_regex is not a regular expression: {exc}") from None
+        if self.json_pointer is not None and self.json_pointer and not self.json_pointer.startswith("/"):
+            raise ValueError("json_pointer must be empty or start with '/', e.g. /status")
+        if self.json_value is not None and self.json_pointer is None:
+            raise ValueError("json_value needs a json_pointer")
+        if (self.body_regex is not None or self.json_pointer is not None) and self.method.upper() == "HEAD":
+            raise ValueError("body_regex and json_pointer need method GET; a HEAD answer has no body")
+        secret = sorted(
+            h for h in self.headers if h.lower() in _SECRET_HEADERS | {self.auth_header_name.lower()}
+        )
+        if secret:
+            raise ValueError(
+                f"headers must not carry credentials ({', '.join(secret)}); name a secret with "
+                "auth_header_env or auth_header_file instead"
+            )
+        if self.auth_header_env is not None and self.auth_header_file is not None:
+            raise ValueError("give auth_header_env or auth_header_file, not both")
+        if self.request_timeout <= 0:
+            raise ValueError("request_timeout must be more than zero seconds")
+
+
+class HttpSensor(Sensor[HttpSensorConfig]):
+    """Waits until `url` answers an expected status, optionally with a body or JSON value that matches."""
+
+    name = "HttpSensor"
+    aliases = ("sensors.flytekit.HttpSensor",)
+    config_type = HttpSensorConfig
+    inputs: ClassVar[Mapping[str, Any]] = {"url": str}
+    outputs: ClassVar[Mapping[str, Any]] = {"status": int, "body": str}
+
+    @classmethod
+    def prepare(cls, config: Any, inputs: Mapping[str, Any], outputs: Collection[str]) -> Any:
+        _check_url(inputs["url"], ConfigError)
+        if "body" not in outputs:
+            return config
+        if config.method.upper() == "HEAD":
+            raise ConfigError("the template declares output 'body', but a HEAD answer has no body.")
+        # The body is read and returned only when the task declares it.
+        return dataclasses.replace(config, return_body=True)
+
+    def describe(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        facts: dict[str, Any] = {
+            "url": _redact(inputs["url"]),
+            "expected_status": list(self.config.expected_status),
+        }
+        if self.config.body_regex is not None:
+            facts["body_regex"] = self.config.body_regex
+        if self.config.json_pointer is not None:
+            facts["json_pointer"] = self.config.json_pointer
+        return facts
+
+    async def poke(self, inputs: Mapping[str, Any], ctx: PokeContext) -> PokeResult:
+        cfg = self.config
+        url: str = inputs["url"]
+        shown = _redact(url)
+        headers = dict(cfg.headers)
+        secret = _read_secret(cfg)
+        if secret is not None:
+            headers[cfg.auth_header_name] = secret
+        method = cfg.method.upper()
+        timeout = aiohttp.ClientTimeout(total=min(cfg.request_timeout, ctx.timeout))
+        expected = _status_ranges(cfg.expected_status)
+        session = _session(cfg.allow_private)
+        for _ in range(MAX_REDIRECTS + 1):
+            await _check_destination(url, cfg.allow_private)
+            try:
+                async with session.request(
+                    method, url, headers=headers, timeout=timeout, allow_redirects=False
+                ) as response:
+                    status = response.status
+                    ok = any(lo <= status <= hi for lo, hi in expected)
+                    location = response.headers.get("Location")
+                    if not ok and status in (301, 302, 303, 307, 308) and location:
+                        url = urljoin(url, location)
+                        method = "GET" if status == 303 else method
+                        shown = _redact(url)
+                        continue
+                    if not ok:
+                        if status >= 500 or status == 429:
+                            raise TransientError(f"{shown} answered {status}; will poke again.")
+                        return PokeResult(False, f"{shown} answered {status}; waiting.", {"status": status})
+                    body = b"" if method == "HEAD" else await _read_capped(response)
+                    charset = response.charset or "utf-8"
+            except (PermanentError, TransientError):
+                raise
+            except Exception as exc:
+                raise _classify(exc, shown) from None
+            return self._judge(shown, status, body.decode(charset, errors="replace"))
+        raise PermanentError(f"{shown} redirects more than {MAX_REDIRECTS} times.")
+
+    def _judge(self, shown: str, status: int, text: str) -> PokeResult:
+        cfg = self.config
+        details = {"status": status}
+        if cfg.body_regex is not None and re.search(cfg.body_regex, text) is None:
+            return PokeResult(False, f"{shown} answered {status}, but the body does not match yet.", details)
+        if cfg.json_pointer is not None:
+            try:
+                doc = json.loads(text)
+            except ValueError:
+                return PokeResult(False, f"{shown} answered {status}, but the body is not JSON yet.", details)
+            found, value = _resolve_pointer(doc, cfg.json_pointer)
+            if not found:
+                return PokeResult(False, f"{shown}: {cfg.json_pointer} is not in the answer yet.", details)
+            good = value == cfg.json_value if cfg.json_value is not None else bool(value)
+            if not good:
+                return PokeResult(
+                    False, f"{shown}: {cfg.json_pointer} is {json.dumps(value)[:80]}; waiting.", details
+                )
+        outputs: dict[str, Any] = {"status": status}
+        if cfg.return_body:
+            outputs["body"] = text
+        return PokeResult(True, f"{shown} answered {status}.", details, outputs)
+
+
+# -- safety -----------------------------------------------------------------------------------------
+
+
+class RefusedAddress(OSError):
+    """The destination is one the connector must not reach."""
+
+
+def _check_url(url: str, error: type[Exception]) -> None:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as exc:
+        raise error(f"input 'url' is not a valid URL ({exc}).") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise error(f"input 'url' must be an http:// or https:// URL with a host, not {_redact(url)!r}.")
+    if parts.username is not None or parts.password is not None:
+        raise error(
+            "input 'url' must not carry credentials; name a secret with auth_header_env or auth_header_file."
+        )
+
+
+def _redact(url: str) -> str:
+    """`url` without any user:password part, for messages."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<invalid url>"
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"***@{host}" + (f":{parts.port}" if parts.port else "")
+    return parts._replace(netloc=netloc).geturl()
+
+
+def _allow_list() -> tuple[set[str], list[ipaddress.IPv4Network | ipaddress.IPv6Network]]:
+    names, nets = set(), []
+    for raw in os.environ.get(ALLOW_HOSTS_ENV, "").split(","):
+        item = raw.strip().lower()
+        if not item:
+            continue
+        try:
+            nets.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            names.add(item.rstrip("."))
+    return names, nets
+
+
+def refusal(host: str, addresses: Iterable[str], allow_private: bool) -> str | None:
+    """Why the connector must not connect to `host` at `addresses`, or None when it may."""
+    names, nets = _allow_list()
+    host = host.lower().rstrip(".").strip("[]")
+    if host in names:
+        return None
+    if host in _METADATA_HOSTS:
+        return f"{host} is a cloud metadata service"
+    for text in addresses:
+        addr = ipaddress.ip_address(text.split("%", 1)[0])
+        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+            addr = addr.ipv4_mapped
+        if any(addr in net for net in nets):
+            continue
+        if any(addr in net for net in _METADATA_NETS):
+            return f"{host} resolves to {addr}, a link-local or cloud metadata address"
+        if addr.is_loopback or addr.is_unspecified or addr.is_multicast or addr.is_reserved:
+            return f"{host} resolves to {addr}, which is refused unless {ALLOW_HOSTS_ENV} lists it"
+        if not allow_private and (any(addr in net for net in _PRIVATE_NETS) or addr.is_private):
+            return (
+                f"{host} resolves to the private address {addr}; set allow_private in the config to reach it"
+            )
+    return None
+
+
+async def _check_destination(url: str, allow_private: bool) -> None:
+    _check_url(url, PermanentError)
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    # Names refused as such are refused before any DNS query is made for them.
+    reason = refusal(host, [], allow_private)
+    if reason is not None:
+        raise PermanentError(f"{_redact(url)}: refused, {reason}.")
+    try:
+        addresses = [str(ipaddress.ip_address(host))]
+    except ValueError:
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(host, parts.port, type=socket.SOCK_STREAM)
+        except socket.gaierror as exc:
+            if exc.errno in (socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)):
+                raise PermanentError(f"{_redact(url)}: the host {host} does not resolve.") from None
+            raise TransientError(
+                f"{_redact(url)}: resolving {host} failed ({exc}); will poke again."
+            ) from None
+        addresses = [str(info[4][0]) for info in infos]
+    reason = refusal(host, addresses, allow_private)
+    if reason is not None:
+        raise PermanentError(f"{_redact(url)}: refused, {reason}.")
+
+
+class _CheckingResolver(AbstractResolver):
+    """aiohttp's resolver, refusing answers the policy forbids (the check at connect time)."""
+
+    def __init__(self, allow_private: bool) -> None:
+        self._inner = DefaultResolver()
+        self._allow_private = allow_private
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        results = await self._inner.resolve(host, port, family)
+        reason = refusal(host, [r["host"] for r in results], self._allow_private)
+        if reason is not None:
+            raise RefusedAddress(reason)
+        return results
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+# One session per event loop and policy, created on first use: connection pooling across pokes,
+# no cookies shared between sensors, no proxy settings taken from the environment.
+_sessions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[bool, aiohttp.ClientSession]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _session(allow_private: bool) -> aiohttp.ClientSession:
+    per_loop = _sessions.setdefault(asyncio.get_running_loop(), {})
+    session = per_loop.get(allow_private)
+    if session is None or session.closed:
+        connector = aiohttp.TCPConnector(resolver=_CheckingResolver(allow_private), limit=64)
+        session = aiohttp.ClientSession(
+            connector=connector, cookie_jar=aiohttp.DummyCookieJar(), trust_env=False
+        )
+        per_loop[allow_private] = session
+    return session
+
+
+async def close_sessions() -> None:
+    """Close this event loop's sessions (at shutdown, or at the end of a test)."""
+    for session in _sessions.pop(asyncio.get_running_loop(), {}).values():
+        await session.close()
+
+
+def _read_secret(cfg: HttpSensorConfig) -> str | None:
+    if cfg.auth_header_env is not None:
+        value = os.environ.get(cfg.auth_header_env)
+        if not value:
+            raise PermanentError(
+                f"the environment variable {cfg.auth_header_env} is not set on the connector."
+            )
+        return value.strip()
+    if cfg.auth_header_file is not None:
+        try:
+            return Path(cfg.auth_header_file).read_text().strip()
+        except OSError as exc:
+            raise PermanentError(
+                f"the secret file {cfg.auth_header_file} cannot be read on the connector ({exc.strerror})."
+            ) from None
+    return None
+
+
+async def _read_capped(response: aiohttp.ClientResponse) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_chunked(64 * 1024):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size >= MAX_BODY_BYTES:
+            break
+    return b"".join(chunks)[:MAX_BODY_BYTES]
+
+
+def _classify(exc: BaseException, shown: str) -> Exception:
+    refused = getattr(exc, "os_error", None)
+    if isinstance(refused, RefusedAddress) or isinstance(exc, RefusedAddress):
+        return PermanentError(f"{shown}: refused, {refused or exc}.")
+    if isinstance(exc, aiohttp.InvalidURL | ValueError):
+        return PermanentError(f"{shown}: invalid URL ({exc}).")
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return PermanentError(f"{shown}: the TLS certificate is not trusted ({exc.certificate_error}).")
+    if isinstance(exc, TimeoutError):
+        return TransientError(f"{shown}: no answer in time; will poke again.")
+    if isinstance(exc, aiohttp.ClientError | OSError):
+        return TransientError(f"{shown}: could not connect ({type(exc).__name__}); will poke again.")
+    return TransientError(f"{shown}: {type(exc).__name__}; will poke again.")
+
+
+def _resolve_pointer(doc: Any, pointer: str) -> tuple[bool, Any]:
+    if pointer == "":
+        return True, doc
+    node = doc
+    for raw in pointer[1:].split("/"):
+        token = raw.replace("~1", "/").replace("~0", "~")
+        if isinstance(node, dict) and token in node:
+            node = node[token]
+        elif isinstance(node, list) and token.isdigit() and int(token) < len(node):
+            node = node[int(token)]
+        else:
+            return False, None
+    return True, node
