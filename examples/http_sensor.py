@@ -7,8 +7,9 @@ The sensor refuses loopback, link-local and cloud-metadata addresses (and privat
 
     SENSOR_CONNECTOR_HTTP_ALLOW_HOSTS=127.0.0.1 pyflyte run examples/http_sensor.py wf --url http://127.0.0.1:8080/health
 
-A token, when the service needs one, is named, never written here: `auth_header_env="STATUS_TOKEN"`
-reads the Authorization header value from that environment variable on the connector (or locally).
+A token, when the service needs one, is named, never written here: `auth_secret="status-token"` reads
+the Authorization header value from the connector secret of that name (the variable
+SENSOR_CONNECTOR_SECRET_STATUS_TOKEN, or the file status-token in $SENSOR_CONNECTOR_SECRETS_DIR).
 """
 
 from __future__ import annotations

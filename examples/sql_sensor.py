@@ -1,9 +1,10 @@
 """Wait until a day's rows are in a table, then go on.
 
-The connection URL is a secret: the sensor names an environment variable that holds it (on the
-connector in a cluster, in your shell when run locally), never the URL itself:
+The connection URL is a secret: the sensor names a connector secret that holds it, never the URL
+itself. The secret `sales-db-url` is the variable SENSOR_CONNECTOR_SECRET_SALES_DB_URL (or the file
+sales-db-url in $SENSOR_CONNECTOR_SECRETS_DIR), on the connector in a cluster, in your shell locally:
 
-    export SALES_DB_URL=sqlite:////tmp/sales.db
+    export SENSOR_CONNECTOR_SECRET_SALES_DB_URL=sqlite:////tmp/sales.db
     pyflyte run examples/sql_sensor.py wf --day 2026-11-24
 """
 
@@ -14,7 +15,7 @@ from flytekit import task, workflow
 from sensors.flytekit import SqlSensor
 
 #: Met once the query's first cell is truthy.
-wait_for_rows = SqlSensor(name="wait_for_rows", connection_env="SALES_DB_URL")
+wait_for_rows = SqlSensor(name="wait_for_rows", connection_secret="sales-db-url")
 
 
 @task

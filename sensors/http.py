@@ -12,9 +12,9 @@ through), and every redirect hop is checked the same way:
 - private ranges (10/8, 172.16/12, 192.168/16, 100.64/10, fc00::/7) are refused unless the
   sensor's config says `allow_private: true` (or the connector allow-list names them).
 
-Credentials never travel in a template: `auth_header_env` / `auth_header_file` name an environment
-variable or a mounted file on the connector that holds the header value, read at each poke and
-never logged or put in a message.
+Credentials never travel in a template: `auth_secret` names a connector secret (sensors.secrets:
+an operator-set `SENSOR_CONNECTOR_SECRET_<NAME>` variable or a file in the secrets directory) that
+holds the header value, read at each poke and never logged or put in a message.
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ import socket
 import weakref
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urljoin, urlsplit
 
@@ -37,6 +36,7 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
+from . import secrets
 from .base import ConfigError, PermanentError, PokeContext, PokeResult, Sensor, TransientError
 
 ALLOW_HOSTS_ENV = "SENSOR_CONNECTOR_HTTP_ALLOW_HOSTS"
@@ -102,10 +102,8 @@ class HttpSensorConfig:
     json_value: str | int | float | bool | None = None
     #: Plain, non-secret request headers.
     headers: dict[str, str] = field(default_factory=dict)
-    #: Name of an environment variable on the connector holding the Authorization header value.
-    auth_header_env: str | None = None
-    #: Path of a mounted secret file on the connector holding the Authorization header value.
-    auth_header_file: str | None = None
+    #: Name of a connector secret (see sensors.secrets) holding the auth header's value.
+    auth_secret: str | None = None
     #: The header the secret goes into.
     auth_header_name: str = "Authorization"
     #: Let the sensor reach private-range addresses (10/8, 172.16/12, 192.168/16, fc00::/7).
@@ -138,11 +136,11 @@ class HttpSensorConfig:
         )
         if secret:
             raise ValueError(
-                f"headers must not carry credentials ({', '.join(secret)}); name a secret with "
-                "auth_header_env or auth_header_file instead"
+                f"headers must not carry credentials ({', '.join(secret)}); name a connector secret "
+                "with auth_secret instead"
             )
-        if self.auth_header_env is not None and self.auth_header_file is not None:
-            raise ValueError("give auth_header_env or auth_header_file, not both")
+        if self.auth_secret is not None:
+            secrets.check_name(self.auth_secret)
         if self.request_timeout <= 0:
             raise ValueError("request_timeout must be more than zero seconds")
 
@@ -182,9 +180,8 @@ class HttpSensor(Sensor[HttpSensorConfig]):
         url: str = inputs["url"]
         shown = _redact(url)
         headers = dict(cfg.headers)
-        secret = _read_secret(cfg)
-        if secret is not None:
-            headers[cfg.auth_header_name] = secret
+        if cfg.auth_secret is not None:
+            headers[cfg.auth_header_name] = await secrets.read(cfg.auth_secret)
         method = cfg.method.upper()
         timeout = aiohttp.ClientTimeout(total=min(cfg.request_timeout, ctx.timeout))
         expected = _status_ranges(cfg.expected_status)
@@ -256,9 +253,7 @@ def _check_url(url: str, error: type[Exception]) -> None:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise error(f"input 'url' must be an http:// or https:// URL with a host, not {_redact(url)!r}.")
     if parts.username is not None or parts.password is not None:
-        raise error(
-            "input 'url' must not carry credentials; name a secret with auth_header_env or auth_header_file."
-        )
+        raise error("input 'url' must not carry credentials; name a connector secret with auth_secret.")
 
 
 def _redact(url: str) -> str:
@@ -380,24 +375,6 @@ async def close_sessions() -> None:
     """Close this event loop's sessions (at shutdown, or at the end of a test)."""
     for session in _sessions.pop(asyncio.get_running_loop(), {}).values():
         await session.close()
-
-
-def _read_secret(cfg: HttpSensorConfig) -> str | None:
-    if cfg.auth_header_env is not None:
-        value = os.environ.get(cfg.auth_header_env)
-        if not value:
-            raise PermanentError(
-                f"the environment variable {cfg.auth_header_env} is not set on the connector."
-            )
-        return value.strip()
-    if cfg.auth_header_file is not None:
-        try:
-            return Path(cfg.auth_header_file).read_text().strip()
-        except OSError as exc:
-            raise PermanentError(
-                f"the secret file {cfg.auth_header_file} cannot be read on the connector ({exc.strerror})."
-            ) from None
-    return None
 
 
 async def _read_capped(response: aiohttp.ClientResponse) -> bytes:

@@ -1,7 +1,7 @@
 """SqlSensor: waits until a query's first cell is truthy (e.g. `select count(*) > 0 from ...`).
 
-The connection URL holds credentials, so it never travels in a template: the config names an
-environment variable or a mounted secret file on the connector that holds it. The query runs in a
+The connection URL holds credentials, so it never travels in a template: the config names a connector
+secret (sensors.secrets) that holds it. The query runs in a
 transaction that is always rolled back. SQLAlchemy's engines are synchronous here, so each query
 runs in a worker thread; one engine (with its connection pool) is kept per URL.
 """
@@ -9,31 +9,29 @@ runs in a worker thread; one engine (with its connection pool) is kept per URL.
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, ClassVar
 
 import sqlalchemy
 from sqlalchemy import exc as sa_exc
 
+from . import secrets
 from .base import PermanentError, PokeContext, PokeResult, Sensor, TransientError
 
 
 @dataclass(frozen=True)
 class SqlSensorConfig:
-    """Where the connection URL is kept on the connector (exactly one of the two)."""
+    """Which connector secret holds the connection URL."""
 
-    #: Name of an environment variable on the connector holding the SQLAlchemy URL.
-    connection_env: str | None = None
-    #: Path of a mounted secret file on the connector holding the SQLAlchemy URL.
-    connection_file: str | None = None
+    #: Name of a connector secret (see sensors.secrets) holding the SQLAlchemy URL.
+    connection_secret: str = ""
 
     def __post_init__(self) -> None:
-        if (self.connection_env is None) == (self.connection_file is None):
-            raise ValueError("give exactly one of connection_env and connection_file")
+        if not self.connection_secret:
+            raise ValueError("connection_secret must name the connector secret that holds the database URL")
+        secrets.check_name(self.connection_secret)
 
 
 _engines: dict[str, sqlalchemy.Engine] = {}
@@ -67,31 +65,11 @@ class SqlSensor(Sensor[SqlSensorConfig]):
     inputs: ClassVar[Mapping[str, Any]] = {"query": str}
 
     def describe(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
-        where = self.config.connection_env or self.config.connection_file
-        return {"query": inputs["query"], "connection": where}
-
-    def _url(self) -> str:
-        cfg = self.config
-        if cfg.connection_env is not None:
-            url = os.environ.get(cfg.connection_env, "").strip()
-            if not url:
-                raise PermanentError(
-                    f"the environment variable {cfg.connection_env} is not set on the connector."
-                )
-            return url
-        try:
-            url = Path(cfg.connection_file or "").read_text().strip()
-        except OSError as exc:
-            raise PermanentError(
-                f"the secret file {cfg.connection_file} cannot be read on the connector ({exc.strerror})."
-            ) from None
-        if not url:
-            raise PermanentError(f"the secret file {cfg.connection_file} is empty.")
-        return url
+        return {"query": inputs["query"], "connection": self.config.connection_secret}
 
     async def poke(self, inputs: Mapping[str, Any], ctx: PokeContext) -> PokeResult:
         query: str = inputs["query"]
-        url = self._url()
+        url = await secrets.read(self.config.connection_secret)
         try:
             has_row, value = await asyncio.to_thread(_first_cell, url, query)
         except sa_exc.NoSuchModuleError:
@@ -130,8 +108,7 @@ class SqlSensor(Sensor[SqlSensorConfig]):
         return PokeResult(True, f"the query returned {str(value)[:80]!r}.", details)
 
     def _where(self) -> str:
-        cfg = self.config
-        return f"${cfg.connection_env}" if cfg.connection_env is not None else str(cfg.connection_file)
+        return f"secret {self.config.connection_secret!r}"
 
 
 def _first_line(err: BaseException | None) -> str:

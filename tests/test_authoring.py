@@ -181,7 +181,7 @@ async def test_http_example_is_served_with_its_status_output(connector: Connecto
 
 
 def test_sql_example_runs_locally(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SALES_DB_URL", sales_db(tmp_path / "sales.db", "2026-11-24"))
+    monkeypatch.setenv("SENSOR_CONNECTOR_SECRET_SALES_DB_URL", sales_db(tmp_path / "sales.db", "2026-11-24"))
     assert load_example("sql_sensor").wf(day="2026-11-24") == "sales for 2026-11-24 are in"
 
 
@@ -189,7 +189,7 @@ async def test_sql_example_is_served(
     connector: Connector, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     db = tmp_path / "sales.db"
-    monkeypatch.setenv("SALES_DB_URL", sales_db(db))
+    monkeypatch.setenv("SENSOR_CONNECTOR_SECRET_SALES_DB_URL", sales_db(db))
     example = load_example("sql_sensor")
     query = "select count(*) > 0 from sales where day = '2026-11-24'"
     meta = await connector.create(request_for(example.wait_for_rows, query=query))

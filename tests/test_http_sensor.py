@@ -154,28 +154,47 @@ async def test_http_credentials_come_only_from_a_named_secret_and_never_show(
     connector: Connector, web: HttpServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     secret = "Bearer s3cr3t-token-value"
+    monkeypatch.setenv("SENSOR_CONNECTOR_SECRETS_DIR", str(tmp_path / "secrets"))
     web.routes["/private"] = Answer(200, b"ok")
-    sensor = HttpSensor(name="auth", auth_header_env="STATUS_TOKEN", outputs=("status",))
+    sensor = HttpSensor(name="auth", auth_secret="status-token", outputs=("status",))
     request = request_for(sensor, url=web.url("/private"))
     assert secret not in str(request)
     meta = await connector.create(request)
 
     missing = await connector.get(meta)
     assert missing.phase == Phase.FAILED
-    assert missing.message == "the environment variable STATUS_TOKEN is not set on the connector."
+    assert missing.message.startswith("the connector holds no secret 'status-token' (looked for ")
+    assert "$SENSOR_CONNECTOR_SECRET_STATUS_TOKEN" in missing.message
 
-    monkeypatch.setenv("STATUS_TOKEN", secret)
+    monkeypatch.setenv("SENSOR_CONNECTOR_SECRET_STATUS_TOKEN", secret)
     done = await connector.get(meta)
     assert done.phase == Phase.SUCCEEDED
     assert web.seen[-1]["authorization"] == secret
     assert secret not in str(done) and secret.encode() not in meta
 
-    token_file = tmp_path / "token"
-    token_file.write_text("Token from-a-file\n")
-    by_file = HttpSensor(name="auth_file", auth_header_file=str(token_file), auth_header_name="X-Token")
+    (tmp_path / "secrets").mkdir()
+    (tmp_path / "secrets" / "file-token").write_text("Token from-a-file\n")
+    by_file = HttpSensor(name="auth_file", auth_secret="file-token", auth_header_name="X-Token")
     meta = await connector.create(request_for(by_file, url=web.url("/private")))
     assert (await connector.get(meta)).phase == Phase.SUCCEEDED
     assert web.seen[-1]["x-token"] == "Token from-a-file"
+
+
+async def test_a_template_cannot_name_the_connectors_own_environment_or_files(
+    connector: Connector, web: HttpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "connector-own-credential")
+    web.routes["/collect"] = Answer(200, b"ok")
+    for name in ("../../etc/passwd", "/etc/passwd", "AWS SECRET"):
+        request = request_for(HttpSensor(name="h"), url=web.url("/collect"))
+        request.template.custom["sensor_config"] = {"auth_secret": name}
+        message = await expect_rejected(connector, request, grpc.StatusCode.INVALID_ARGUMENT)
+        assert "is not a secret name" in message
+    # A plain name only ever means SENSOR_CONNECTOR_SECRET_<NAME> or a file in the secrets directory.
+    sensor = HttpSensor(name="h", auth_secret="AWS_SECRET_ACCESS_KEY")
+    meta = await connector.create(request_for(sensor, url=web.url("/collect")))
+    assert (await connector.get(meta)).phase == Phase.FAILED
+    assert all("connector-own-credential" not in str(seen) for seen in web.seen)
 
 
 async def test_http_refuses_loopback_link_local_and_metadata_without_the_operator_allow_list(
@@ -217,10 +236,7 @@ async def test_http_bad_config_and_inputs_are_invalid_arguments(connector: Conne
         ({"body_regex": "("}, "body_regex is not a regular expression"),
         ({"json_value": 1}, "json_value needs a json_pointer"),
         ({"request_timeout": 0}, "request_timeout must be more than zero"),
-        (
-            {"auth_header_env": "A", "auth_header_file": "/b"},
-            "give auth_header_env or auth_header_file, not both",
-        ),
+        ({"auth_secret": "/run/secrets/token"}, "is not a secret name"),
     ]:
         request = request_for(good.template, url="https://example.com/")
         request.template.custom["sensor_config"] = config

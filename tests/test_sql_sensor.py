@@ -21,11 +21,11 @@ QUERY = "select count(*) > 0 from sales where day = '2026-11-24'"
 
 @pytest.fixture
 def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty sales table in a SQLite file, its URL in SALES_DB_URL as a connector secret would be."""
+    """An empty sales table in a SQLite file, its URL in the connector secret sales-db-url."""
     path = tmp_path / "sales.db"
     with sqlite3.connect(path) as conn:
         conn.execute("create table sales (day text, amount real)")
-    monkeypatch.setenv("SALES_DB_URL", f"sqlite:///{path}")
+    monkeypatch.setenv("SENSOR_CONNECTOR_SECRET_SALES_DB_URL", f"sqlite:///{path}")
     return path
 
 
@@ -35,7 +35,7 @@ def insert(db: Path, day: str) -> None:
 
 
 async def test_sql_waits_until_the_first_cell_is_truthy(connector: Connector, db: Path) -> None:
-    sensor = SqlSensor(name="wait_for_rows", connection_env="SALES_DB_URL")
+    sensor = SqlSensor(name="wait_for_rows", connection_secret="sales-db-url")
     request = request_for(sensor, query=QUERY)
     assert str(db) not in str(request)
     meta = await connector.create(request)
@@ -44,7 +44,7 @@ async def test_sql_waits_until_the_first_cell_is_truthy(connector: Connector, db
     assert waiting.phase == Phase.RUNNING
     assert waiting.message == "the query returned '0'; waiting for a truthy value."
     info = json_format.MessageToDict(waiting.custom_info)
-    assert info["awaiting"] == {"query": QUERY, "connection": "SALES_DB_URL"}
+    assert info["awaiting"] == {"query": QUERY, "connection": "sales-db-url"}
 
     insert(db, "2026-11-23")
     assert (await connector.get(meta)).phase == Phase.RUNNING
@@ -55,11 +55,12 @@ async def test_sql_waits_until_the_first_cell_is_truthy(connector: Connector, db
 
 
 async def test_sql_url_from_a_mounted_file_and_no_row_means_not_yet(
-    connector: Connector, db: Path, tmp_path: Path
+    connector: Connector, db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    secret = tmp_path / "db-url"
-    secret.write_text(f"sqlite:///{db}\n")
-    sensor = SqlSensor(name="wait_for_row", connection_file=str(secret))
+    monkeypatch.setenv("SENSOR_CONNECTOR_SECRETS_DIR", str(tmp_path / "secrets"))
+    (tmp_path / "secrets").mkdir()
+    (tmp_path / "secrets" / "db-url").write_text(f"sqlite:///{db}\n")
+    sensor = SqlSensor(name="wait_for_row", connection_secret="db-url")
     meta = await connector.create(request_for(sensor, query="select day from sales limit 1"))
     assert (await connector.get(meta)).message == "the query returned no row yet."
     insert(db, "2026-11-24")
@@ -69,7 +70,7 @@ async def test_sql_url_from_a_mounted_file_and_no_row_means_not_yet(
 async def test_sql_missing_table_is_transient_and_a_syntax_error_fails(
     connector: Connector, db: Path
 ) -> None:
-    sensor = SqlSensor(name="s", connection_env="SALES_DB_URL")
+    sensor = SqlSensor(name="s", connection_secret="SALES_DB_URL")
     meta = await connector.create(request_for(sensor, query="select count(*) from later"))
     later = await connector.get(meta)
     assert later.phase == Phase.RUNNING
@@ -82,32 +83,33 @@ async def test_sql_missing_table_is_transient_and_a_syntax_error_fails(
 
 
 async def test_sql_connection_problems_never_show_the_url(
-    connector: Connector, monkeypatch: pytest.MonkeyPatch
+    connector: Connector, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    sensor = SqlSensor(name="s", connection_env="WAREHOUSE_URL")
+    monkeypatch.setenv("SENSOR_CONNECTOR_SECRETS_DIR", str(tmp_path))
+    sensor = SqlSensor(name="s", connection_secret="warehouse")
     meta = await connector.create(request_for(sensor, query="select 1"))
     unset = await connector.get(meta)
     assert unset.phase == Phase.FAILED
-    assert unset.message == "the environment variable WAREHOUSE_URL is not set on the connector."
+    assert unset.message == (
+        f"the connector holds no secret 'warehouse' (looked for $SENSOR_CONNECTOR_SECRET_WAREHOUSE or "
+        f"{tmp_path / 'warehouse'})."
+    )
 
     for url, fragment in [
         ("nonsense://u:hunter2@db/x", "is not installed on the connector"),
         ("not a url hunter2", "is not a valid SQLAlchemy URL"),
     ]:
-        monkeypatch.setenv("WAREHOUSE_URL", url)
+        monkeypatch.setenv("SENSOR_CONNECTOR_SECRET_WAREHOUSE", url)
         failed = await connector.get(meta)
         assert failed.phase == Phase.FAILED
         assert fragment in failed.message and "hunter2" not in str(failed), failed.message
 
 
 async def test_sql_bad_config_and_inputs_are_invalid_arguments(connector: Connector) -> None:
-    good = request_for(SqlSensor(name="s", connection_env="X"), query="select 1")
+    good = request_for(SqlSensor(name="s", connection_secret="X"), query="select 1")
     for config, fragment in [
-        ({}, "give exactly one of connection_env and connection_file"),
-        (
-            {"connection_env": "X", "connection_file": "/y"},
-            "give exactly one of connection_env and connection_file",
-        ),
+        ({}, "connection_secret must name the connector secret"),
+        ({"connection_secret": "/var/run/db-url"}, "is not a secret name"),
         ({"connection_url": "sqlite://"}, "has no field connection_url"),
     ]:
         request = request_for(good.template, query="select 1")
@@ -121,6 +123,6 @@ async def test_sql_bad_config_and_inputs_are_invalid_arguments(connector: Connec
 
 
 async def test_a_query_too_long_to_keep_in_resource_meta_is_refused_at_create(connector: Connector) -> None:
-    request = request_for(SqlSensor(name="s", connection_env="X"), query="select 1 -- " + "x" * 5000)
+    request = request_for(SqlSensor(name="s", connection_secret="X"), query="select 1 -- " + "x" * 5000)
     message = await expect_rejected(connector, request, grpc.StatusCode.INVALID_ARGUMENT)
     assert "SqlSensor config and inputs take" in message and "more than the 4096 allowed" in message
