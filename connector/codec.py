@@ -44,6 +44,8 @@ class SensorState:
     config: Any
     inputs: Mapping[str, Any]
     created_at: dt.datetime
+    #: Output names the template declares; only these are returned.
+    outputs: tuple[str, ...] = ()
 
 
 class _AllowListUnpickler(pickle.Unpickler):
@@ -78,6 +80,7 @@ class Codec:
             sensor=state.sensor,
             config_pickle=pickle.dumps(state.config, protocol=PICKLE_PROTOCOL),
             created_unix_ms=int((state.created_at - _EPOCH) / dt.timedelta(milliseconds=1)),
+            outputs=list(state.outputs),
         )
         for name, value in state.inputs.items():
             msg.inputs[name].CopyFrom(_to_value(value))
@@ -126,6 +129,7 @@ class Codec:
             config=config,
             inputs={name: _from_value(v) for name, v in msg.inputs.items()},
             created_at=_EPOCH + dt.timedelta(milliseconds=msg.created_unix_ms),
+            outputs=tuple(msg.outputs),
         )
 
 

@@ -46,12 +46,16 @@ async def test_glob_waits_for_enough_matches_and_the_marker_then_returns_paths(
     assert json_format.MessageToDict(done.custom_info)["details"] == {"matches": 2}
 
 
-async def test_glob_without_declared_outputs_just_succeeds(connector: Connector, tmp_path: Path) -> None:
+async def test_glob_without_declared_outputs_succeeds_without_outputs(
+    connector: Connector, tmp_path: Path
+) -> None:
     (tmp_path / "a.csv").write_text("x")
     template_outputs = request_for(GlobSensor(name="wait_csv"), pattern="x").template.interface.outputs
     assert not template_outputs.variables
     meta = await connector.create(request_for(GlobSensor(name="wait_csv"), pattern=f"{tmp_path}/*.csv"))
-    assert (await connector.get(meta)).phase == Phase.SUCCEEDED
+    done = await connector.get(meta)
+    assert done.phase == Phase.SUCCEEDED
+    assert not done.HasField("outputs"), "outputs the template does not declare must not be sent"
 
 
 async def test_glob_keeps_the_file_protocol_of_the_pattern(connector: Connector, tmp_path: Path) -> None:

@@ -100,6 +100,7 @@ class SensorEngine(Engine):
             config=config,
             inputs=inputs,
             created_at=dt.datetime.now(dt.UTC).replace(microsecond=0),
+            outputs=tuple(template.interface.outputs.variables),
         )
         try:
             blob = self.codec.encode(state)
@@ -235,8 +236,9 @@ class SensorEngine(Engine):
         resource = agent_pb2.Resource(phase=outcome.phase, message=outcome.message, custom_info=custom_info)
         for link in sensor.links(state.inputs):
             resource.log_links.add(name=link.name, uri=link.uri)
-        if outcome.kind == "met" and type(sensor).outputs:
-            resource.outputs.CopyFrom(literals.outputs_map(outcome.outputs, type(sensor).outputs))
+        if outcome.kind == "met" and state.outputs:
+            declared = {name: type(sensor).outputs[name] for name in state.outputs}
+            resource.outputs.CopyFrom(literals.outputs_map(outcome.outputs, declared))
         if outcome.kind == "failed":
             resource.agent_error.CopyFrom(
                 agent_pb2.AgentError(

@@ -17,7 +17,7 @@ class SignedResourceMeta(_message.Message):
     def __init__(self, key_id: _Optional[str] = ..., payload: _Optional[bytes] = ..., mac: _Optional[bytes] = ...) -> None: ...
 
 class SensorState(_message.Message):
-    __slots__ = ("category_name", "category_version", "sensor", "config_pickle", "inputs", "created_unix_ms")
+    __slots__ = ("category_name", "category_version", "sensor", "config_pickle", "inputs", "created_unix_ms", "outputs")
     class InputsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -31,13 +31,15 @@ class SensorState(_message.Message):
     CONFIG_PICKLE_FIELD_NUMBER: _ClassVar[int]
     INPUTS_FIELD_NUMBER: _ClassVar[int]
     CREATED_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUTS_FIELD_NUMBER: _ClassVar[int]
     category_name: str
     category_version: int
     sensor: str
     config_pickle: bytes
     inputs: _containers.MessageMap[str, Value]
     created_unix_ms: int
-    def __init__(self, category_name: _Optional[str] = ..., category_version: _Optional[int] = ..., sensor: _Optional[str] = ..., config_pickle: _Optional[bytes] = ..., inputs: _Optional[_Mapping[str, Value]] = ..., created_unix_ms: _Optional[int] = ...) -> None: ...
+    outputs: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, category_name: _Optional[str] = ..., category_version: _Optional[int] = ..., sensor: _Optional[str] = ..., config_pickle: _Optional[bytes] = ..., inputs: _Optional[_Mapping[str, Value]] = ..., created_unix_ms: _Optional[int] = ..., outputs: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Value(_message.Message):
     __slots__ = ("string_value", "integer_value", "float_value", "bool_value", "datetime_us", "duration_us", "string_list", "null_value")
