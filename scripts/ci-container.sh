@@ -19,7 +19,7 @@ set -euo pipefail
 
 START=$SECONDS
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/flyte-sensor-connector
+CACHE=${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/flyte-sensor-connector
 SUITE=bookworm                                   # python:3.11-slim is Debian bookworm + CPython 3.11
 BASE_IMAGE=docker.io/library/python:3.11-slim    # what `FROM python:3.11-slim` resolves to
 BASE_TAR=$CACHE/base/python-3.11-slim-standin-$SUITE.tar

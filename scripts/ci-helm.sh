@@ -11,7 +11,7 @@ set -euo pipefail
 
 START=$SECONDS
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/flyte-sensor-connector
+CACHE=${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/flyte-sensor-connector
 CHART=$ROOT/helm/sensor-connector
 
 HELM_VERSION=v3.21.4
