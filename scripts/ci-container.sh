@@ -171,6 +171,8 @@ venv_mb=$(du -sm "$MNT/opt/sensor-connector" | cut -f1)
 echo "image size: $(size_of "$IMAGE") ($IMAGE on the stand-in base)"
 echo "stand-in base size: $(size_of "$BASE_IMAGE") (the official python:3.11-slim is smaller, ~125 MB)"
 echo "added by this project (/opt/sensor-connector venv, EXTRAS=$EXTRAS): ${venv_mb} MB"
+echo "largest in the venv (MB): $(du -sm "$MNT"/opt/sensor-connector/lib/python3*/site-packages/* \
+    | sort -rn | head -8 | awk '{n = split($2, p, "/"); printf "%s %s, ", p[n], $1}' | sed 's/, $//')"
 
 # --- 3. run the image's own entrypoint + cmd, read-only root -------------------------------------------
 mkdir -p "$WORK/state" "$WORK/tmp" "$WORK/data" "$WORK/keys"
@@ -178,23 +180,18 @@ head -c 48 /dev/urandom | base64 >"$WORK/keys/signing.key"
 chmod 0400 "$WORK/keys/signing.key"
 chown "$UID_NUM:$GID_NUM" "$WORK/state" "$WORK/tmp" "$WORK/data" "$WORK/keys/signing.key"
 chmod 0700 "$WORK/state"
-
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-METRICS_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-RUN_ARGS=(
-    --isolation chroot --network host --user "$IMG_USER"
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+VOLUME_ARGS=(
     -v "$WORK/state:/var/lib/sensor-connector" -v "$WORK/tmp:/tmp" -v "$WORK/data:/data"
     -v "$WORK/keys:/etc/sensor-connector/keys:ro"
-    -e "SENSOR_CONNECTOR_PORT=$PORT" -e "SENSOR_CONNECTOR_METRICS_PORT=$METRICS_PORT"
-    -e SENSOR_CONNECTOR_SIGNING_KEY_FILE=/etc/sensor-connector/keys/signing.key
-    -e SENSOR_CONNECTOR_GRACE_PERIOD=5
 )
+
 # A first run of `true` and a few mkdir/touch make the mount points buildah needs (/run/.containerenv,
-# /etc/hosts, the -v targets) in the working container's layer (not in the image); then that root filesystem is bind-mounted read-only onto
-# itself, so whatever the server writes outside its volumes fails with EROFS, as under Kubernetes'
-# readOnlyRootFilesystem. Only /run/.containerenv, which buildah itself rewrites on every run, gets a
-# writable file bound over it.
-buildah run "${RUN_ARGS[@]}" "$CTR" -- true
+# /etc/hosts, the -v targets) in the working container's layer (not in the image); then that root
+# filesystem is bind-mounted read-only onto itself, so whatever the server writes outside its volumes
+# fails with EROFS, as under Kubernetes' readOnlyRootFilesystem. Only /run/.containerenv, which buildah
+# itself rewrites on every run, gets a writable file bound over it.
+buildah run --isolation chroot --network host --user "$IMG_USER" "${VOLUME_ARGS[@]}" "$CTR" -- true
 mkdir -p "$MNT/data" "$MNT/etc/sensor-connector/keys" "$MNT/run"
 touch "$MNT/run/.containerenv" "$MNT/etc/hosts" "$MNT/etc/resolv.conf" "$MNT/etc/hostname"
 mount --bind "$MNT" "$MNT"
@@ -208,45 +205,73 @@ buildah run --isolation chroot --user 0:0 "$CTR" -- sh -c 'touch /.rw-probe' 2>/
     && die "the container's root filesystem is writable, even for root"
 echo "root filesystem read-only: a write to / fails even as root; writable: /var/lib/sensor-connector, /tmp"
 
-log "buildah run as $IMG_USER: ${IMG_ARGV[*]} (gRPC on :$PORT, metrics on :$METRICS_PORT, read-only root)"
-buildah run "${RUN_ARGS[@]}" "$CTR" -- "${IMG_ARGV[@]}" >"$WORK/server.log" 2>&1 &
-RUN_PID=$!
+LOG=""
+show_log() { echo "--- server log ---" >&2; cat "$LOG" >&2; }
 
-show_log() { echo "--- server log ---" >&2; cat "$WORK/server.log" >&2; }
-for _ in $(seq 1 120); do
-    SERVER_PID=$(ss -Hltnp "sport = :$PORT" 2>/dev/null | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2 || true)
-    [ -n "$SERVER_PID" ] && break
-    kill -0 "$RUN_PID" 2>/dev/null || { show_log; die "the server exited before listening"; }
-    sleep 0.5
-done
-[ -n "$SERVER_PID" ] || { show_log; die "nothing listens on :$PORT after 60s"; }
+# start_server NAME [-e VAR=VALUE...]: the image's entrypoint+cmd as its USER; sets PORT and SERVER_PID.
+start_server() {
+    local name=$1
+    shift
+    PORT=$(free_port)
+    METRICS_PORT=$(free_port)
+    LOG=$WORK/server-$name.log
+    log "$name: buildah run as $IMG_USER: ${IMG_ARGV[*]} (gRPC :$PORT, metrics :$METRICS_PORT, read-only root)"
+    buildah run --isolation chroot --network host --user "$IMG_USER" "${VOLUME_ARGS[@]}" \
+        -e "SENSOR_CONNECTOR_PORT=$PORT" -e "SENSOR_CONNECTOR_METRICS_PORT=$METRICS_PORT" \
+        -e SENSOR_CONNECTOR_GRACE_PERIOD=5 "$@" \
+        "$CTR" -- "${IMG_ARGV[@]}" >"$LOG" 2>&1 &
+    RUN_PID=$!
+    SERVER_PID=""
+    for _ in $(seq 1 120); do
+        SERVER_PID=$(ss -Hltnp "sport = :$PORT" 2>/dev/null | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2 || true)
+        [ -n "$SERVER_PID" ] && break
+        kill -0 "$RUN_PID" 2>/dev/null || { show_log; die "$name: the server exited before listening"; }
+        sleep 0.5
+    done
+    [ -n "$SERVER_PID" ] || { show_log; die "$name: nothing listens on :$PORT after 60s"; }
+    local uid gid
+    uid=$(awk '/^Uid:/ {print $2}' "/proc/$SERVER_PID/status")
+    gid=$(awk '/^Gid:/ {print $2}' "/proc/$SERVER_PID/status")
+    echo "server pid $SERVER_PID runs as uid=$uid gid=$gid, root=$(readlink "/proc/$SERVER_PID/root")"
+    [ "$uid" != 0 ] || die "$name: the server runs as root"
+    [ "$uid" = "$UID_NUM" ] || die "$name: the server runs as uid $uid, not the image's $UID_NUM"
+    "$SMOKE_PYTHON" "$ROOT/scripts/smoke_lifecycle.py" health "127.0.0.1:$PORT" --wait 60 \
+        || { show_log; die "$name: health check"; }
+}
+
+# stop_server NAME: SIGTERM, a graceful stop within the grace period, a clean log.
+stop_server() {
+    local name=$1
+    log "$name: SIGTERM, graceful stop"
+    kill -TERM "$SERVER_PID"
+    for _ in $(seq 1 30); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.5; done
+    kill -0 "$SERVER_PID" 2>/dev/null && { show_log; die "$name: the server still runs 15s after SIGTERM"; }
+    SERVER_PID=""
+    # buildah run's own status is not the server's here: buildah 1.28 panics while removing its mount
+    # points from the read-only root after the command has exited. The server is judged by its log.
+    wait "$RUN_PID" 2>/dev/null || true
+    RUN_PID=""
+    grep -q "received SIGTERM" "$LOG" || { show_log; die "$name: the server did not log the SIGTERM"; }
+    grep -qE "INFO +connector.server: stopped|\"stopped\"" "$LOG" \
+        || { show_log; die "$name: the server did not log a graceful stop"; }
+    grep -qiE 'traceback|read-only file system' "$LOG" && { show_log; die "$name: errors in the server log"; }
+    echo "--- server log ---"
+    grep -v -e '^panic: ' -e '^\[signal SIGSEGV' -e '^goroutine ' -e '^[[:space:]]' -e '^github.com/' \
+        -e '^main\.' -e '^$' "$LOG" || true
+}
 
 # --- 4. checks from outside ----------------------------------------------------------------------------
-uid=$(awk '/^Uid:/ {print $2}' "/proc/$SERVER_PID/status")
-gid=$(awk '/^Gid:/ {print $2}' "/proc/$SERVER_PID/status")
-echo "server pid $SERVER_PID runs as uid=$uid gid=$gid, root=$(readlink "/proc/$SERVER_PID/root")"
-[ "$uid" != 0 ] || die "the server runs as root"
-[ "$uid" = "$UID_NUM" ] || die "the server runs as uid $uid, not the image's $UID_NUM"
-
-"$SMOKE_PYTHON" "$ROOT/scripts/smoke_lifecycle.py" health "127.0.0.1:$PORT" --wait 60 \
-    || { show_log; die "health check"; }
+# As the Helm chart runs it: the signing key comes from a mounted file.
+start_server key-file -e SENSOR_CONNECTOR_SIGNING_KEY_FILE=/etc/sensor-connector/keys/signing.key
 "$SMOKE_PYTHON" "$ROOT/scripts/smoke_lifecycle.py" filesensor "127.0.0.1:$PORT" \
     --path /data/ready.txt --create "$WORK/data/ready.txt" \
-    || { show_log; die "FileSensor lifecycle"; }
+    || { show_log; die "key-file: FileSensor lifecycle"; }
+stop_server key-file
+[ ! -e "$WORK/state/signing.key" ] || die "key-file: a key was generated although one was given"
 
-log "SIGTERM: graceful stop"
-kill -TERM "$SERVER_PID"
-for _ in $(seq 1 30); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.5; done
-kill -0 "$SERVER_PID" 2>/dev/null && { show_log; die "the server is still running 15s after SIGTERM"; }
-SERVER_PID=""
-# buildah run's own status is not the server's here: buildah 1.28 panics while removing its mount points
-# from the read-only root after the command has exited. The server's exit is judged by its log instead.
-wait "$RUN_PID" 2>/dev/null || true
-RUN_PID=""
-grep -q "received SIGTERM" "$WORK/server.log" || { show_log; die "the server did not log the SIGTERM"; }
-grep -qE "INFO +connector.server: stopped|\"stopped\"" "$WORK/server.log" \
-    || { show_log; die "the server did not log a graceful stop"; }
-grep -qiE 'traceback|read-only file system' "$WORK/server.log" && { show_log; die "errors in the server log"; }
-echo "--- server log ---"
-grep -v -e '^panic: ' -e '^\[signal SIGSEGV' -e '^goroutine ' -e '^[[:space:]]' -e '^github.com/' -e '^main\.' \
-    -e '^$' "$WORK/server.log" || true
+# As a bare `docker run --read-only` runs it: no key file, so one is generated in the state VOLUME.
+start_server generated-key
+key_stat=$(stat -c '%a %u' "$WORK/state/signing.key" 2>/dev/null || true)
+[ "$key_stat" = "600 $UID_NUM" ] || die "generated-key: state/signing.key is '$key_stat', not mode 600 of $UID_NUM"
+echo "generated key: /var/lib/sensor-connector/signing.key, mode 600, owner $UID_NUM"
+stop_server generated-key

@@ -44,6 +44,7 @@ OUT=$(mktemp -d "${TMPDIR:-/tmp}/ci-helm.XXXXXX")
 GO_CACHE=$CACHE/go
 HELM=$GO_CACHE/bin/helm-$HELM_VERSION/helm
 if ! { [ -x "$HELM" ] && "$HELM" version --short 2>/dev/null | grep -q "^$HELM_VERSION"; }; then
+    if ! command -v go >/dev/null && [ -x /usr/local/go/bin/go ]; then PATH=$PATH:/usr/local/go/bin; fi
     command -v go >/dev/null || die "go is needed to build helm"
     log "go install helm.sh/helm/v3/cmd/helm@$HELM_VERSION (first run only, ~3 min)"
     mkdir -p "$GO_CACHE"
