@@ -34,6 +34,7 @@ RUN /opt/sensor-connector/bin/pip install "/src${EXTRAS:+[${EXTRAS}]}" \
 # ---- runtime ---------------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE}
 
+ARG PYTHON_IMAGE
 ARG VERSION=0.1.0
 ARG REVISION=unknown
 ARG CREATED=unknown

@@ -125,8 +125,11 @@ fi
 log "buildah bud ./Dockerfile (EXTRAS=$EXTRAS)"
 build_start=$SECONDS
 revision=$(git -C "$ROOT" rev-parse HEAD 2>/dev/null || echo unknown)
+version=$(python3 -c 'import sys, tomllib; print(tomllib.load(open(sys.argv[1], "rb"))["project"]["version"])' \
+    "$ROOT/pyproject.toml")
 buildah bud --isolation chroot --network host --pull=never \
     --build-arg "EXTRAS=$EXTRAS" \
+    --build-arg "VERSION=$version" \
     --build-arg "REVISION=$revision" \
     --build-arg "CREATED=$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
     -t "$IMAGE" -f "$ROOT/Dockerfile" "$ROOT" >"$WORK/build.log" 2>&1 \
@@ -135,7 +138,8 @@ echo "built $IMAGE in $((SECONDS - build_start))s"
 
 # --- what the image says about itself ------------------------------------------------------------------
 read_config() {
-    # One line each: user; entrypoint+cmd (\x1f-separated); exposed ports; volumes; count of OCI labels.
+    # One line each: user; entrypoint+cmd (\x1f-separated); exposed ports; volumes; count of OCI
+    # labels; those labels.
     buildah inspect --type image "$IMAGE" | python3 -c '
 import json, sys
 c = json.load(sys.stdin)["OCIv1"]["config"]
@@ -145,11 +149,20 @@ print(" ".join(sorted(c.get("ExposedPorts") or {})))
 print(" ".join(sorted(c.get("Volumes") or {})))
 labels = c.get("Labels") or {}
 print(sum(k.startswith("org.opencontainers.image.") for k in labels))
+oci = {k.replace("org.opencontainers.image.", ""): v for k, v in labels.items() if "opencontainers" in k}
+print("; ".join(f"{k}={v}" for k, v in sorted(oci.items())))
 '
 }
-{ read -r IMG_USER; IFS=$'\x1f' read -r -a IMG_ARGV; read -r IMG_PORTS; read -r IMG_VOLUMES; read -r IMG_OCI; } \
-    < <(read_config)
-echo "user=$IMG_USER argv=${IMG_ARGV[*]} exposed=[$IMG_PORTS] volumes=[$IMG_VOLUMES] oci-labels=$IMG_OCI"
+{
+    read -r IMG_USER
+    IFS=$'\x1f' read -r -a IMG_ARGV
+    read -r IMG_PORTS
+    read -r IMG_VOLUMES
+    read -r IMG_OCI
+    read -r IMG_LABELS
+} < <(read_config)
+echo "user=$IMG_USER argv=${IMG_ARGV[*]} exposed=[$IMG_PORTS] volumes=[$IMG_VOLUMES]"
+echo "labels: $IMG_LABELS"
 [ -n "$IMG_USER" ] || die "the image sets no USER"
 case "${IMG_USER%%:*}" in 0 | root) die "the image runs as root" ;; esac
 [ "${IMG_ARGV[*]}" = "sensor-connector serve" ] || die "entrypoint+cmd is '${IMG_ARGV[*]}', not 'sensor-connector serve'"
@@ -159,6 +172,10 @@ UID_NUM=${IMG_USER%%:*}
 GID_NUM=${IMG_USER#*:}
 
 buildah from --pull=never --name "$CTR" "$IMAGE" >/dev/null
+# `buildah run` gives each VOLUME of the image a fresh anonymous copy, mounted in an order that varies
+# from run to run relative to -v binds of the same path. The test binds its own dirs there, so the
+# working container (not the image) forgets the VOLUMEs: then what the server writes is what we see.
+for volume in $IMG_VOLUMES; do buildah config --volume "$volume-" "$CTR"; done
 MNT=$(buildah mount "$CTR")
 [ ! -e "$MNT/src" ] || die "the build sources (/src) leaked into the final image"
 ! ls "$MNT"/opt/sensor-connector/bin/pip* >/dev/null 2>&1 || die "pip is still in the runtime venv"
@@ -272,6 +289,12 @@ stop_server key-file
 # As a bare `docker run --read-only` runs it: no key file, so one is generated in the state VOLUME.
 start_server generated-key
 key_stat=$(stat -c '%a %u' "$WORK/state/signing.key" 2>/dev/null || true)
-[ "$key_stat" = "600 $UID_NUM" ] || die "generated-key: state/signing.key is '$key_stat', not mode 600 of $UID_NUM"
+cmp -s "$WORK/state/signing.key" "/proc/$SERVER_PID/root/var/lib/sensor-connector/signing.key" \
+    || die "generated-key: the server's state dir is not the mounted volume"
+if [ "$key_stat" != "600 $UID_NUM" ]; then
+    show_log
+    ls -la "$WORK/state" >&2
+    die "generated-key: state/signing.key is '$key_stat', not mode 600 of $UID_NUM"
+fi
 echo "generated key: /var/lib/sensor-connector/signing.key, mode 600, owner $UID_NUM"
 stop_server generated-key
