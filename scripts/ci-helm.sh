@@ -103,19 +103,28 @@ rm "$OUT/notes-chart/templates/NOTES.txt"
 echo "rendered NOTES.txt: $(wc -l <"$OUT/NOTES.txt") lines"
 
 # Values that cannot work must be refused at install time, not in the cluster.
+# refuse WHY PATTERN ARGS...: rendering with ARGS must fail, with an error matching PATTERN.
 refuse() {
-    local why=$1
-    shift
+    local why=$1 pattern=$2
+    shift 2
     if "$HELM" template sensors "$CHART" --namespace flyte "$@" >/dev/null 2>"$OUT/refused.err"; then
         die "helm template accepted $why: $*"
     fi
-    echo "refused $why: $(grep -m1 -E '^- |execution error' "$OUT/refused.err" | sed 's/.*): //' | cut -c1-120)"
+    grep -qE "$pattern" "$OUT/refused.err" || { cat "$OUT/refused.err" >&2; die "$why: failed for another reason"; }
+    echo "refused $why: $(grep -m1 -E "$pattern" "$OUT/refused.err" | sed -e 's/.*): //' -e 's/^Error: //' | cut -c1-110)"
 }
-refuse "an unknown value (schema)" --set service.headles=true
-refuse "a headless LoadBalancer" --set service.type=LoadBalancer
-refuse "a grace period longer than the pod's" --set config.gracePeriod=60
-refuse "an empty key list" --set 'signingKey.keys=null'
-refuse "a bad log format" --set config.logFormat=xml
+refuse "an unknown value (schema)" "additional properties 'headles'" --set service.headles=true
+refuse "a headless LoadBalancer" "service.headless needs" --set service.type=LoadBalancer
+refuse "a grace period longer than the pod's" "must exceed config.gracePeriod" --set config.gracePeriod=60
+refuse "an empty key list" "/signingKey.*keys" --set 'signingKey.keys=null'
+refuse "a bad log format" "/config/logFormat" --set config.logFormat=xml
+refuse "Kubernetes 1.26 (no native gRPC probes)" "requires kubeVersion" --kube-version 1.26.0
+"$HELM" template sensors "$CHART" --namespace flyte --kube-version 1.27.0 >/dev/null \
+    || die "helm template refuses Kubernetes 1.27"
+echo "accepted Kubernetes 1.27.0 (the chart's kubeVersion floor)"
+
+"$HELM" package "$CHART" --destination "$OUT" >/dev/null || die "helm package"
+echo "packaged: $(cd "$OUT" && ls sensor-connector-*.tgz) ($(du -k "$OUT"/sensor-connector-*.tgz | cut -f1) KiB)"
 
 # --- validate and assert -------------------------------------------------------------------------------
 log "kubernetes-validate ${KUBE_VERSIONS[*]} (strict) and chart assertions"
