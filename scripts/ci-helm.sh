@@ -28,7 +28,7 @@ die() { printf 'ci-helm: FAILED: %s\n' "$*" >&2; exit 1; }
 OUT=""
 cleanup() {
     local rc=$?
-    [ -n "$OUT" ] && rm -rf "$OUT"
+    [ -n "$OUT" ] && [ -z "${KEEP_OUT:-}" ] && rm -rf "$OUT"
     if [ "$rc" = 0 ]; then
         printf '\nci-helm: passed in %ss\n' "$((SECONDS - START))"
     else
