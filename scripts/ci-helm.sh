@@ -98,9 +98,18 @@ cp -r "$CHART" "$OUT/notes-chart"
     printf '  notes: {{ include "ci.notes" . | quote }}\n'
 } >"$OUT/notes-chart/templates/ci-notes.yaml"
 rm "$OUT/notes-chart/templates/NOTES.txt"
-"$HELM" template sensors "$OUT/notes-chart" --namespace flyte --show-only templates/ci-notes.yaml \
-    | "$KV_PY" -c 'import sys, yaml; print(yaml.safe_load(sys.stdin)["data"]["notes"])' >"$OUT/NOTES.txt"
-echo "rendered NOTES.txt: $(wc -l <"$OUT/NOTES.txt") lines"
+render_notes() {
+    local name=$1
+    shift
+    "$HELM" template sensors "$OUT/notes-chart" --namespace flyte --show-only templates/ci-notes.yaml "$@" \
+        | "$KV_PY" -c 'import sys, yaml; print(yaml.safe_load(sys.stdin)["data"]["notes"])' >"$OUT/$name" \
+        || die "rendering NOTES.txt ($name)"
+    echo "rendered $name: $(wc -l <"$OUT/$name") lines"
+}
+render_notes NOTES.txt
+render_notes NOTES-all-features.txt -f "$CHART/ci/all-features-values.yaml"
+render_notes NOTES-existing-secret.txt --set signingKey.existingSecret=connector-keys \
+    --set service.headless=false --set metrics.enabled=false
 
 # Values that cannot work must be refused at install time, not in the cluster.
 # refuse WHY PATTERN ARGS...: rendering with ARGS must fail, with an error matching PATTERN.
