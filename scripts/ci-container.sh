@@ -186,7 +186,7 @@ find "$MNT/etc" "$MNT/opt" "$MNT/var/lib/sensor-connector" -name '*.key' -print 
 size_of() { buildah images --format '{{.Size}}' --filter "reference=$1" | head -1; }
 venv_mb=$(du -sm "$MNT/opt/sensor-connector" | cut -f1)
 echo "image size: $(size_of "$IMAGE") ($IMAGE on the stand-in base)"
-echo "stand-in base size: $(size_of "$BASE_IMAGE") (the official python:3.11-slim is smaller, ~125 MB)"
+echo "stand-in base size: $(size_of "$BASE_IMAGE") (the official python:3.11-slim is smaller, roughly 125-130 MB; not measured here)"
 echo "added by this project (/opt/sensor-connector venv, EXTRAS=$EXTRAS): ${venv_mb} MB"
 echo "largest in the venv (MB): $(du -sm "$MNT"/opt/sensor-connector/lib/python3*/site-packages/* \
     | sort -rn | head -8 | awk '{n = split($2, p, "/"); printf "%s %s, ", p[n], $1}' | sed 's/, $//')"
