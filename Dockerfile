@@ -1,10 +1,8 @@
-# syntax=docker/dockerfile:1
-#
 # flyte-sensor-connector: the gRPC connector (flyteidl AsyncAgentService) that runs Flyte sensors.
 #
-#   docker build -t sensor-connector .                          # extras s3,gcs,azure
-#   docker build --build-arg EXTRAS=s3 -t sensor-connector:s3 .  # fewer extras, smaller image
-#   docker run --rm --read-only -p 8000:8000 -p 9090:9090 sensor-connector
+#   docker build -t flyte-sensor-connector .                            # extras s3,gcs,azure
+#   docker build --build-arg EXTRAS=s3 -t flyte-sensor-connector:s3 .  # fewer extras, smaller image
+#   docker run --rm --read-only -p 8000:8000 -p 9090:9090 flyte-sensor-connector
 #
 # The image holds no key: mount one and point SENSOR_CONNECTOR_SIGNING_KEY_FILE at it (see docs/deploy.md).
 
