@@ -297,4 +297,17 @@ if [ "$key_stat" != "600 $UID_NUM" ]; then
     die "generated-key: state/signing.key is '$key_stat', not mode 600 of $UID_NUM"
 fi
 echo "generated key: /var/lib/sensor-connector/signing.key, mode 600, owner $UID_NUM"
+
+# The README's "Run with Docker" smoke test: `sensor-connector try` from the host against the container.
+log "generated-key: sensor-connector try (as the README says)"
+TRY_OUT=$WORK/try.out
+"$(dirname "$SMOKE_PYTHON")/sensor-connector" try "127.0.0.1:$PORT" FileSensor --input path=/data/try.txt \
+    --interval 0.5 --timeout 120 >"$TRY_OUT" 2>&1 &
+TRY_PID=$!
+for _ in $(seq 1 120); do grep -q RUNNING "$TRY_OUT" && break; sleep 0.5; done
+grep -q RUNNING "$TRY_OUT" || { cat "$TRY_OUT"; die "try: never reported RUNNING"; }
+touch "$WORK/data/try.txt"
+wait "$TRY_PID" || { cat "$TRY_OUT"; die "try: did not exit 0 after the file appeared"; }
+grep -q SUCCEEDED "$TRY_OUT" || { cat "$TRY_OUT"; die "try: no SUCCEEDED"; }
+tail -n 2 "$TRY_OUT"
 stop_server generated-key
