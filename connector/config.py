@@ -78,6 +78,8 @@ class Config:
             raise ValueError("--poke-timeout must be more than 0 seconds")
         if self.max_message_bytes < 1024:
             raise ValueError("--max-message-bytes must be at least 1024")
+        if self.max_concurrent_rpcs < 0:
+            raise ValueError("--max-concurrent-rpcs must be zero (no limit) or more")
         if self.blocking_threads < 1:
             raise ValueError("--blocking-threads must be at least 1")
         if self.grace_period < 0:

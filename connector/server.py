@@ -133,6 +133,8 @@ class Server:
         await self.health.enter_graceful_shutdown()
         if self._grpc is not None:
             await self._grpc.stop(self.config.grace_period)
+        for sensor in self.sensors:
+            await sensor.close()
         self.metrics.stop()
         log.info("stopped")
 

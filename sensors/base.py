@@ -109,6 +109,10 @@ class Sensor(abc.ABC, Generic[C]):
     def warm_up(cls) -> None:
         """Called once at server start-up: import what pokes will need, so no request pays for it."""
 
+    @classmethod
+    async def close(cls) -> None:
+        """Called once at server shutdown, on the serving event loop: release shared clients."""
+
     def links(self, inputs: Mapping[str, Any]) -> Sequence[Link]:
         """Console links for what is awaited; none by default."""
         return ()

@@ -164,6 +164,10 @@ class HttpSensor(Sensor[HttpSensorConfig]):
         # The body is read and returned only when the task declares it.
         return dataclasses.replace(config, return_body=True)
 
+    @classmethod
+    async def close(cls) -> None:
+        await close_sessions()
+
     def describe(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
         facts: dict[str, Any] = {
             "url": _redact(inputs["url"]),

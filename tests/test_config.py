@@ -72,6 +72,7 @@ def test_flags_win_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None
     [
         ("port", 70000, "--port must be a port number"),
         ("poke_timeout", 0, "--poke-timeout must be more than 0"),
+        ("max_concurrent_rpcs", -1, "--max-concurrent-rpcs must be zero"),
     ],
 )
 def test_impossible_values_are_refused(field: str, value: object, needle: str) -> None:

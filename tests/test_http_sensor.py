@@ -297,3 +297,23 @@ async def test_the_resolver_aiohttp_connects_with_refuses_too(monkeypatch: pytes
             await resolver.resolve("localhost", 80)
     finally:
         await resolver.close()
+
+
+async def test_shutdown_closes_the_shared_http_session(config, web: HttpServer) -> None:  # type: ignore[no-untyped-def]
+    import asyncio
+
+    from connector.server import Server
+
+    server = Server(config)
+    await server.startup()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            c = Connector(server, channel)
+            web.routes["/up"] = Answer(200, b"ok")
+            await c.get(await c.create(request_for(HttpSensor(name="h"), url=web.url("/up"))))
+        session = next(iter(http._sessions[asyncio.get_running_loop()].values()))
+        assert not session.closed
+    finally:
+        server.request_exit()
+        await server.shutdown()
+    assert session.closed
