@@ -135,6 +135,11 @@ def env_of(container: dict[str, Any]) -> dict[str, str]:
     return {e["name"]: e.get("value", "") for e in container.get("env", [])}
 
 
+def pod_spec(kinds: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    spec: dict[str, Any] = kinds["Deployment"]["spec"]["template"]["spec"]
+    return spec
+
+
 def check_common(kinds: dict[str, dict[str, Any]], source: str) -> dict[str, Any]:
     """Facts every rendering must show; returns the connector container."""
     deploy = kinds.get("Deployment")
@@ -144,13 +149,18 @@ def check_common(kinds: dict[str, dict[str, Any]], source: str) -> dict[str, Any
     (container,) = pod["containers"]
     env = env_of(container)
     grpc_port = int(env["SENSOR_CONNECTOR_PORT"])
+    tls = "SENSOR_CONNECTOR_TLS_CERT_FILE" in env
+    # The kubelet's gRPC probe speaks plaintext only: with TLS on, the probes check the TCP port.
+    kind = "tcpSocket" if tls else "grpc"
     for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
         spec = container.get(probe)
         expect(spec is not None, f"{source}: no {probe}")
         assert spec is not None
-        expect("grpc" in spec, f"{source}: {probe} is not a native grpc probe: {spec}")
-        expect(spec["grpc"]["port"] == grpc_port, f"{source}: {probe} asks port {spec['grpc']['port']}")
-    expect(container["readinessProbe"]["grpc"].get("service") == GRPC_SERVICE, f"{source}: readiness service")
+        expect(kind in spec, f"{source}: {probe} is not a {kind} probe: {spec}")
+        expect(spec[kind]["port"] == grpc_port, f"{source}: {probe} asks port {spec[kind]['port']}")
+    if not tls:
+        readiness = container["readinessProbe"]["grpc"].get("service")
+        expect(readiness == GRPC_SERVICE, f"{source}: readiness service")
     psc, csc = pod["securityContext"], container["securityContext"]
     expect(psc.get("runAsNonRoot") is True and csc.get("runAsNonRoot") is True, f"{source}: runAsNonRoot")
     expect(psc.get("runAsUser") == 65532 == csc.get("runAsUser"), f"{source}: runAsUser is not 65532")
@@ -243,9 +253,28 @@ def check_all_features(docs: list[dict[str, Any]]) -> str:
     expect(any(m["name"] == "extra" for m in container["volumeMounts"]), "all-features: extraVolumeMounts")
     sa = kinds["ServiceAccount"]["metadata"].get("annotations", {})
     expect("eks.amazonaws.com/role-arn" in sa, "all-features: ServiceAccount annotations")
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    secret_names = {v["name"]: v.get("secret", {}).get("secretName") for v in pod_spec(kinds)["volumes"]}
+    expect(
+        env.get("SENSOR_CONNECTOR_TLS_CERT_FILE") == "/etc/sensor-connector/tls/tls.crt"
+        and secret_names[mounts["/etc/sensor-connector/tls"]] == "sensor-connector-tls",
+        "all-features: TLS Secret not mounted and configured",
+    )
+    expect(
+        env.get("SENSOR_CONNECTOR_SECRETS_DIR") == "/etc/sensor-connector/secrets"
+        and secret_names[mounts["/etc/sensor-connector/secrets"]] == "sensor-connector-sensor-secrets",
+        "all-features: sensor secrets not mounted and configured",
+    )
+    expect(
+        env.get("SENSOR_CONNECTOR_HTTP_ALLOW_HOSTS") == "status.internal,10.20.0.0/16",
+        "all-features: httpAllowHosts not passed",
+    )
     monitor = kinds["ServiceMonitor"]["spec"]
     expect(monitor["endpoints"][0]["port"] == "metrics", "all-features: ServiceMonitor port")
-    return "HPA (no fixed replicas), NetworkPolicy 8000+9090 with sources, ServiceMonitor, extras passed"
+    return (
+        "HPA (no fixed replicas), NetworkPolicy 8000+9090 with sources, ServiceMonitor, TLS with tcpSocket "
+        "probes, sensor secrets, extras passed"
+    )
 
 
 def check_existing_secret(docs: list[dict[str, Any]]) -> str:

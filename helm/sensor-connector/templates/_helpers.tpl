@@ -102,3 +102,18 @@ the Secret and the Deployment's checksum annotation see the same value.
 {{- fail "ports.grpc and ports.metrics must differ" }}
 {{- end }}
 {{- end }}
+
+{{/*
+A probe's target: the gRPC health service, or with TLS on (which the kubelet's gRPC probe cannot speak)
+the TCP port.
+*/}}
+{{- define "sensor-connector.probeTarget" -}}
+{{- if .ctx.Values.tls.existingSecret -}}
+tcpSocket:
+  port: {{ .ctx.Values.ports.grpc }}
+{{- else -}}
+grpc:
+  port: {{ .ctx.Values.ports.grpc }}
+  service: {{ .service | quote }}
+{{- end -}}
+{{- end }}
