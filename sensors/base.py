@@ -158,6 +158,19 @@ class Sensor(abc.ABC, Generic[C]):
         return config
 
 
+def human_duration(delta: dt.timedelta, *, round_up: bool = False) -> str:
+    """A duration for messages: `2h05m`, `3m07s`, `42s` (negative counts as zero)."""
+    total = delta.total_seconds()
+    seconds = max(0, int(total + 0.999) if round_up else int(total))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    if minutes:
+        return f"{minutes}m{secs:02d}s"
+    return f"{secs}s"
+
+
 def _names(declared: Mapping[str, Any]) -> str:
     return ", ".join(declared) if declared else "none"
 

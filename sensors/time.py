@@ -7,7 +7,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from .base import ConfigError, PokeContext, PokeResult, Sensor
+from .base import ConfigError, PokeContext, PokeResult, Sensor, human_duration
 
 
 @dataclass(frozen=True)
@@ -65,17 +65,5 @@ class TimeSensor(Sensor[TimeSensorConfig]):
         if current >= target:
             return PokeResult(True, f"it is past {target.isoformat(timespec='seconds')}.", details)
         left = target - current
-        return PokeResult(
-            False, f"waiting until {target.isoformat(timespec='seconds')}, {_human(left)} left.", details
-        )
-
-
-def _human(delta: dt.timedelta) -> str:
-    seconds = int(delta.total_seconds() + 0.999)
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h{minutes:02d}m"
-    if minutes:
-        return f"{minutes}m{secs:02d}s"
-    return f"{secs}s"
+        when, remaining = target.isoformat(timespec="seconds"), human_duration(left, round_up=True)
+        return PokeResult(False, f"waiting until {when}, {remaining} left.", details)

@@ -14,7 +14,7 @@ from flyteidl.admin import agent_pb2
 from flyteidl.core import metrics_pb2
 from google.protobuf import struct_pb2, timestamp_pb2
 
-from sensors.base import Sensor
+from sensors.base import Sensor, human_duration
 
 from ..codec import SensorState
 from ..errors import InvalidArgument
@@ -49,7 +49,7 @@ def story(
     facts = ", ".join(f"{k}={_show(v)}" for k, v in sensor.describe(state.inputs).items()) or "its condition"
     lines = [
         (created, f"{state.sensor} waits for {facts}."),
-        (created, f"Created at {_iso(created)}, {_duration(now - created)} ago."),
+        (created, f"Created at {_iso(created)}, {human_duration(now - created)} ago."),
     ]
     lines += [(created, f"{link.name}: {link.uri}") for link in sensor.links(state.inputs)]
     if outcome.details:
@@ -145,17 +145,6 @@ def _ts(when: dt.datetime) -> timestamp_pb2.Timestamp:
 
 def _iso(when: dt.datetime) -> str:
     return when.astimezone(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def _duration(delta: dt.timedelta) -> str:
-    seconds = max(0, int(delta.total_seconds()))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h {minutes}m"
-    if minutes:
-        return f"{minutes}m {secs}s"
-    return f"{secs}s"
 
 
 def _show(value: Any) -> str:
