@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import base64
 import hashlib
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -236,6 +237,7 @@ def check_all_features(docs: list[dict[str, Any]]) -> str:
         "HorizontalPodAutoscaler",
         "NetworkPolicy",
         "ServiceMonitor",
+        "ConfigMap",
     }
     expect(want <= set(kinds), f"all-features: missing {sorted(want - set(kinds))}")
     expect(
@@ -269,11 +271,19 @@ def check_all_features(docs: list[dict[str, Any]]) -> str:
         env.get("SENSOR_CONNECTOR_HTTP_ALLOW_HOSTS") == "status.internal,10.20.0.0/16",
         "all-features: httpAllowHosts not passed",
     )
+    dashboard = json.loads(kinds["ConfigMap"]["data"]["sensor-connector.json"])
+    exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+    expect(
+        kinds["ConfigMap"]["metadata"]["labels"].get("grafana_dashboard") == "1"
+        and any("flyte_connector_requests_success_total" in e for e in exprs)
+        and any("flyte_sensor_connector_pokes_total" in e for e in exprs),
+        "all-features: Grafana dashboard ConfigMap",
+    )
     monitor = kinds["ServiceMonitor"]["spec"]
     expect(monitor["endpoints"][0]["port"] == "metrics", "all-features: ServiceMonitor port")
     return (
-        "HPA (no fixed replicas), NetworkPolicy 8000+9090 with sources, ServiceMonitor, TLS with tcpSocket "
-        "probes, sensor secrets, extras passed"
+        "HPA (no fixed replicas), NetworkPolicy 8000+9090 with sources, ServiceMonitor, Grafana dashboard, "
+        "TLS with tcpSocket probes, sensor secrets, extras passed"
     )
 
 
