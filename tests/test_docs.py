@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
+import re
+import sys
+from pathlib import Path
 
 from connector.config import Config, env_name
 
@@ -27,3 +31,21 @@ def test_readme_commands_are_the_ones_dev_py_knows() -> None:
     assert "python3 dev.py serve" in readme and "python3 dev.py check" in readme
     ci = (ROOT / ".ci" / "run").read_text()
     assert "python3 dev.py check" in ci
+
+
+def test_the_readme_workflow_runs_locally_with_stock_flytekit(tmp_path: Path) -> None:
+    readme = (ROOT / "README.md").read_text()
+    block = next(b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "FileSensor" in b)
+    module_path = tmp_path / "readme_wf.py"
+    module_path.write_text(block)
+    data = tmp_path / "data.csv"
+    data.write_text("a,b\n1,2\n")
+    spec = importlib.util.spec_from_file_location("readme_wf", module_path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["readme_wf"] = module
+    try:
+        spec.loader.exec_module(module)
+        assert module.wf(path=str(data)) == 2
+    finally:
+        del sys.modules["readme_wf"]
