@@ -130,3 +130,19 @@ def test_a_bad_config_fails_at_declaration_with_the_same_sentence() -> None:
     ):
         GlobSensor(name="bad", min_cout=3)
     assert GlobSensor(name="ok", min_count=3, timeout=60).metadata.timeout.total_seconds() == 60
+
+
+async def test_outputs_too_large_for_a_response_fail_the_task_with_a_reason(
+    connector: Connector, tmp_path: Path
+) -> None:
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(6000):
+        (folder / f"{i:05d}-{'x' * 180}.csv").touch()
+    sensor = GlobSensor(name="wait_many", outputs=True)
+    meta = await connector.create(request_for(sensor, pattern=f"{folder}/*.csv"))
+    resource = await connector.get(meta)
+    assert resource.phase == Phase.FAILED
+    assert "GlobSensor was met, but its outputs take" in resource.message
+    assert "narrow what it matches" in resource.message
+    assert not resource.HasField("outputs")

@@ -7,11 +7,11 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from flyteidl.admin import agent_pb2
-from flyteidl.core import execution_pb2, metrics_pb2, tasks_pb2
+from flyteidl.core import execution_pb2, literals_pb2, metrics_pb2, tasks_pb2
 from google.protobuf import json_format, struct_pb2
 
 from sensors.base import ConfigError, PermanentError, PokeContext, Sensor, TransientError
@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 
 Phase = execution_pb2.TaskExecution.Phase
 SENSOR_CATEGORY = TaskCategory("sensor", 0)
+#: Outputs travel in the GetTask response; keep them well inside gRPC's default 4 MiB message.
+MAX_OUTPUT_BYTES = 1024 * 1024
 #: Modules whose classes may be named by their bare class name (our own authoring classes).
 _OWN_MODULES = ("", "sensors", "sensors.flytekit")
 
@@ -202,9 +204,9 @@ class SensorEngine(Engine):
     async def get(self, resource_meta: bytes) -> agent_pb2.Resource:
         """Poke once and report the phase."""
         state, sensor = self.load(resource_meta)
-        outcome = await self.poke(state, sensor)
+        outcome, outputs = self._settle(state, sensor, await self.poke(state, sensor))
         self._log_outcome(resource_meta, state, outcome)
-        return self.resource(state, sensor, outcome)
+        return self.resource(state, sensor, outcome, outputs)
 
     def _log_outcome(self, resource_meta: bytes, state: SensorState, outcome: PokeOutcome) -> None:
         # Propeller asks every 30 s or so: a healthy wait is logged at DEBUG only.
@@ -219,7 +221,13 @@ class SensorEngine(Engine):
         level = {"met": logging.INFO, "waiting": logging.DEBUG}.get(outcome.kind, logging.WARNING)
         log.log(level, "%s %s (%s): %s", state.sensor, phase, outcome.kind, outcome.message, extra=extra)
 
-    def resource(self, state: SensorState, sensor: Sensor[Any], outcome: PokeOutcome) -> agent_pb2.Resource:
+    def resource(
+        self,
+        state: SensorState,
+        sensor: Sensor[Any],
+        outcome: PokeOutcome,
+        outputs: literals_pb2.LiteralMap | None = None,
+    ) -> agent_pb2.Resource:
         """The flyteidl Resource for an outcome: phase, message, console info, links, outputs."""
         info = {
             "sensor": state.sensor,
@@ -236,9 +244,8 @@ class SensorEngine(Engine):
         resource = agent_pb2.Resource(phase=outcome.phase, message=outcome.message, custom_info=custom_info)
         for link in sensor.links(state.inputs):
             resource.log_links.add(name=link.name, uri=link.uri)
-        if outcome.kind == "met" and state.outputs:
-            declared = {name: type(sensor).outputs[name] for name in state.outputs}
-            resource.outputs.CopyFrom(literals.outputs_map(outcome.outputs, declared))
+        if outputs is not None and outcome.kind == "met":
+            resource.outputs.CopyFrom(outputs)
         if outcome.kind == "failed":
             resource.agent_error.CopyFrom(
                 agent_pb2.AgentError(
@@ -248,6 +255,26 @@ class SensorEngine(Engine):
                 )
             )
         return resource
+
+    def _settle(
+        self, state: SensorState, sensor: Sensor[Any], outcome: PokeOutcome
+    ) -> tuple[PokeOutcome, literals_pb2.LiteralMap | None]:
+        """A met outcome with the declared outputs as literals, or failed when they cannot be returned."""
+        if outcome.kind != "met" or not state.outputs:
+            return outcome, None
+        missing = [name for name in state.outputs if name not in outcome.outputs]
+        if missing:
+            problem = f"{state.sensor} was met but gave no value for output {', '.join(missing)}."
+            return replace(outcome, kind="failed", message=problem), None
+        declared = {name: type(sensor).outputs[name] for name in state.outputs}
+        outputs = literals.outputs_map(outcome.outputs, declared)
+        if outputs.ByteSize() > MAX_OUTPUT_BYTES:
+            problem = (
+                f"{state.sensor} was met, but its outputs take {outputs.ByteSize()} bytes, more than the "
+                f"{MAX_OUTPUT_BYTES} a response may carry; narrow what it matches."
+            )
+            return replace(outcome, kind="failed", message=problem), None
+        return outcome, outputs
 
     async def logs(self, resource_meta: bytes) -> list[agent_pb2.LogLine]:
         """The sensor's story: what it waits for, since when, and what a poke made now finds."""
