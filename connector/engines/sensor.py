@@ -210,6 +210,9 @@ class SensorEngine(Engine):
 
     def _log_outcome(self, resource_meta: bytes, state: SensorState, outcome: PokeOutcome) -> None:
         # Propeller asks every 30 s or so: a healthy wait is logged at DEBUG only.
+        level = {"met": logging.INFO, "waiting": logging.DEBUG}.get(outcome.kind, logging.WARNING)
+        if not log.isEnabledFor(level):
+            return
         phase = Phase.Name(outcome.phase)
         extra = {
             "operation": "get",
@@ -218,7 +221,6 @@ class SensorEngine(Engine):
             "phase": phase,
             "task": task_id(resource_meta),
         }
-        level = {"met": logging.INFO, "waiting": logging.DEBUG}.get(outcome.kind, logging.WARNING)
         log.log(level, "%s %s (%s): %s", state.sensor, phase, outcome.kind, outcome.message, extra=extra)
 
     def resource(
