@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-from collections import OrderedDict
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -13,30 +12,11 @@ import grpc
 import pytest
 from flyteidl.admin import agent_pb2
 from flyteidl.core import tasks_pb2
-from flytekit.configuration import Image, ImageConfig, SerializationSettings
-from flytekit.tools.translator import get_serializable
 
 from .conftest import ROOT, Connector, inputs
+from .vectors.serialize import template_of
 
 EXAMPLES = ROOT / "examples"
-
-
-def settings() -> SerializationSettings:
-    """Settings as `pyflyte register` would use them (as in tests/vectors/make_vectors.py, which
-    is not imported here: it imports a user sensor that other tests check is never imported)."""
-    image = Image(name="default", fqn="cr.flyte.org/flyteorg/flytekit", tag="py3.11-catalog")
-    return SerializationSettings(
-        project="flytesnacks",
-        domain="development",
-        version="v1",
-        image_config=ImageConfig(default_image=image, images=[image]),
-    )
-
-
-def template_of(task: Any) -> tasks_pb2.TaskTemplate:
-    """The TaskTemplate flytekit serializes for `task`, as `pyflyte register` would send it."""
-    entity = get_serializable(OrderedDict(), settings(), task)
-    return entity.template.to_flyte_idl()
 
 
 def request_for(task_or_template: Any, **values: Any) -> agent_pb2.CreateTaskRequest:

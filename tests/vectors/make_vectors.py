@@ -8,35 +8,21 @@ from __future__ import annotations
 
 import json
 import sys
-from collections import OrderedDict
 from pathlib import Path
 
-from flytekit.configuration import Image, ImageConfig, SerializationSettings
 from flytekit.sensor import FileSensor
-from flytekit.tools.translator import get_serializable
 from google.protobuf import json_format
 
 OUT = Path(__file__).resolve().parent
 sys.path.insert(0, str(OUT.parent.parent))  # so user_sensors is importable as tests.vectors.user_sensors
 
+from tests.vectors.serialize import template_of  # noqa: E402
 from tests.vectors.user_sensors import WaitForTable  # noqa: E402
-
-
-def settings() -> SerializationSettings:
-    """Settings as `pyflyte register` would use them, with a fixed image so output is stable."""
-    image = Image(name="default", fqn="cr.flyte.org/flyteorg/flytekit", tag="py3.11-vectors")
-    return SerializationSettings(
-        project="flytesnacks",
-        domain="development",
-        version="v1",
-        image_config=ImageConfig(default_image=image, images=[image]),
-    )
 
 
 def template_json(task: object) -> dict[str, object]:
     """The TaskTemplate of `task` as flytekit serializes it, in protobuf JSON form."""
-    entity = get_serializable(OrderedDict(), settings(), task)
-    return json.loads(json_format.MessageToJson(entity.template.to_flyte_idl()))
+    return json.loads(json_format.MessageToJson(template_of(task)))
 
 
 def vectors() -> dict[str, object]:
