@@ -58,6 +58,9 @@ class Config:
     max_concurrent_rpcs: int = _opt(
         0, "RPCs served at once before new ones get RESOURCE_EXHAUSTED; 0 = no limit"
     )
+    state_cache_entries: int = _opt(
+        4096, "verified resource_meta kept decoded in memory (LRU), so a Get does not verify it again"
+    )
     blocking_threads: int = _opt(32, "threads for blocking filesystem calls made off the event loop")
     grace_period: float = _opt(10.0, "seconds in-flight calls get to finish on SIGTERM/SIGINT")
     log_level: str = _opt("INFO", "log level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
@@ -80,6 +83,8 @@ class Config:
             raise ValueError("--max-message-bytes must be at least 1024")
         if self.max_concurrent_rpcs < 0:
             raise ValueError("--max-concurrent-rpcs must be zero (no limit) or more")
+        if self.state_cache_entries < 1:
+            raise ValueError("--state-cache-entries must be at least 1")
         if self.blocking_threads < 1:
             raise ValueError("--blocking-threads must be at least 1")
         if self.grace_period < 0:
