@@ -1,6 +1,6 @@
 module sensorconnector/interop/propeller
 
-go 1.26.8
+go 1.26.0
 
 require (
 	github.com/flyteorg/flyte/flyteidl v1.16.8

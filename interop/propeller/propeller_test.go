@@ -41,6 +41,10 @@ import (
 // (minSyncDuration in pluginmachinery/internal/webapi/core.go), so this is the fastest propeller polls.
 const resync = 5 * time.Second
 
+// endpointLag is how long after SIGTERM a client watching the Endpoints drops the terminating pod
+// (the endpoints controller and the watch take time); the connector's drain period must cover it.
+const endpointLag = 1 * time.Second
+
 // slack covers one Get round trip, a Handle round and a slow CI machine.
 const slack = 3 * time.Second
 
@@ -166,7 +170,7 @@ func touch(t *testing.T, path string) {
 // python runs a snippet with the repo's interpreter (SQLite setup; Go has no SQLite without cgo).
 func python(t *testing.T, code string, args ...string) {
 	t.Helper()
-	py := filepath.Join(repoRoot(t), ".venv", "bin", "python")
+	py := filepath.Join(venv(t), "bin", "python")
 	out, err := exec.Command(py, append([]string{"-c", code}, args...)...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("python: %v\n%s", err, out)
@@ -459,7 +463,10 @@ func TestConnectorPlugin(t *testing.T) {
 		rolling := []string{"--drain-period", "2", "--grace-period", "5", "--max-connection-age", "4"}
 		var live []*replica
 		for i := 0; i < 3; i++ {
-			live = append(live, startReplica(t, fmt.Sprintf("r%d", i), h.env, []signingKey{h.key}, rolling...))
+			live = append(live, spawnReplica(t, fmt.Sprintf("r%d", i), h.env, []signingKey{h.key}, rolling...))
+		}
+		for _, r := range live {
+			r.ready(t)
 		}
 		h.ep.Set(live[0].addr, live[1].addr, live[2].addr)
 		t.Cleanup(func() { h.ep.Set(primary.addr) })
@@ -529,9 +536,11 @@ func TestConnectorPlugin(t *testing.T) {
 				}
 				return got > 0, "none yet"
 			})
-			// As Kubernetes does: the terminating pod leaves the endpoints as it gets SIGTERM.
-			h.ep.Remove(old.addr)
+			// As Kubernetes does: the pod gets SIGTERM and leaves the Endpoints at the same moment, but
+			// clients watching the Endpoints learn it a little later.
 			old.terminate(t)
+			time.Sleep(endpointLag) // models the watch delay; not a synchronisation
+			h.ep.Remove(old.addr)
 			old.waitExit(t, 20*time.Second)
 			live[i] = next
 			check("after replacing " + old.name)

@@ -39,13 +39,19 @@ func repoRoot(t *testing.T) string {
 	return root
 }
 
-// connectorBinary is the repo's .venv entry point, or $SENSOR_CONNECTOR_BIN.
+// venv is the repo's virtualenv ($SENSOR_CONNECTOR_VENV, as dev.py reads it, else ./.venv).
+func venv(t *testing.T) string {
+	t.Helper()
+	if v := os.Getenv("SENSOR_CONNECTOR_VENV"); v != "" {
+		return v
+	}
+	return filepath.Join(repoRoot(t), ".venv")
+}
+
+// connectorBinary is the virtualenv's entry point.
 func connectorBinary(t *testing.T) string {
 	t.Helper()
-	if bin := os.Getenv("SENSOR_CONNECTOR_BIN"); bin != "" {
-		return bin
-	}
-	bin := filepath.Join(repoRoot(t), ".venv", "bin", "sensor-connector")
+	bin := filepath.Join(venv(t), "bin", "sensor-connector")
 	if _, err := os.Stat(bin); err != nil {
 		t.Fatalf("%s is missing: run `python3 dev.py install` at the repository root first", bin)
 	}
@@ -116,10 +122,9 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// startReplica spawns `sensor-connector serve` with the given key files (the first signs) and extra
-// options, waits until it listens and its health check answers SERVING. It is killed at test cleanup
-// if still running.
-func startReplica(t *testing.T, name string, env []string, keys []signingKey, extra ...string) *replica {
+// spawnReplica starts `sensor-connector serve` with the given key files (the first signs) and extra
+// options, without waiting for it. It is killed at test cleanup if still running.
+func spawnReplica(t *testing.T, name string, env []string, keys []signingKey, extra ...string) *replica {
 	t.Helper()
 	metricsPort := freePort(t)
 	args := []string{"serve", "--host", "127.0.0.1", "--port", "0",
@@ -153,6 +158,21 @@ func startReplica(t *testing.T, name string, env []string, keys []signingKey, ex
 			t.Logf("--- log of replica %s ---\n%s", name, r.log.String())
 		}
 	})
+	return r
+}
+
+// startReplica spawns a replica and waits until it serves.
+func startReplica(t *testing.T, name string, env []string, keys []signingKey, extra ...string) *replica {
+	t.Helper()
+	r := spawnReplica(t, name, env, keys, extra...)
+	r.ready(t)
+	return r
+}
+
+// ready waits until the replica listens and its health check answers SERVING.
+func (r *replica) ready(t *testing.T) {
+	t.Helper()
+	name := r.name
 	eventually(t, 60*time.Second, "replica "+name+" listening", func() (bool, string) {
 		select {
 		case <-r.exited:
@@ -166,7 +186,6 @@ func startReplica(t *testing.T, name string, env []string, keys []signingKey, ex
 		return false, "no 'listening on' line yet"
 	})
 	r.waitServing(t, 30*time.Second)
-	return r
 }
 
 // waitServing polls the standard health service until the replica answers SERVING.
