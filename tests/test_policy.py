@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import grpc
+import grpc.aio
 import pytest
 from flyteidl.admin import agent_pb2
 from flyteidl.core import execution_pb2, tasks_pb2
@@ -205,8 +206,6 @@ async def test_each_replica_pokes_at_most_once_per_interval(
 ) -> None:
     other = await make_connector()
     engine_of(other).clock = clock
-    import grpc.aio
-
     wait = FileSensor(name="wait_replicas", poke_interval=60)
     meta = await connector.create(request_for(wait, path=f"countfs://{tmp_path}/never"))
     async with grpc.aio.insecure_channel(f"127.0.0.1:{other.port}") as channel:

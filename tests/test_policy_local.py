@@ -4,6 +4,7 @@ give up at the deadline and soft-fail with met=False, through sensors.policy, on
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -13,12 +14,14 @@ from flytekit import conditional, task, workflow
 from flytekit.extend.backend.base_connector import local_connector_loop
 from flytekit.sensor.base_sensor import SensorMetadata
 from flytekit.sensor.sensor_engine import SensorEngine
+from google.protobuf import json_format
 
 import sensors.flytekit
 from sensors.base import ConfigError
 from sensors.flytekit import FileSensor, GlobSensor, LocalClock
 
-from .catalog import load_example
+from .catalog import load_example, template_of
+from .conftest import ROOT
 from .countingfs import counting_filesystem
 
 Phase = execution_pb2.TaskExecution.Phase
@@ -58,8 +61,6 @@ def calls() -> Iterator[list[tuple[str, str]]]:
 
 
 def test_the_template_carries_the_policy_beside_the_sensor_config() -> None:
-    from .catalog import template_of
-
     wait = GlobSensor(
         name="wait_policy_tpl",
         min_count=2,
@@ -68,8 +69,6 @@ def test_the_template_carries_the_policy_beside_the_sensor_config() -> None:
         max_poke_interval=3600,
         deadline=dt.timedelta(hours=6),
     )
-    from google.protobuf import json_format
-
     config = json_format.MessageToDict(template_of(wait).custom)["sensor_config"]
     assert config == {
         "min_count": 2,
@@ -204,3 +203,14 @@ def test_flytekits_local_engine_pokes_only_when_due_and_stops_at_the_deadline(
     assert phase(soft) == Phase.RUNNING
     clock.advance(25)
     assert phase(soft) == Phase.SUCCEEDED
+
+
+def test_the_catalog_docs_policy_examples_declare_and_say_their_schedule() -> None:
+    text = (ROOT / "docs" / "catalog.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    block = next(b for b in blocks if "wait_or_skip = FileSensor" in b)
+    scope: dict[str, object] = {}
+    exec(compile(block, "catalog.md", "exec"), scope)
+    export = scope["wait_export"]
+    assert isinstance(export, GlobSensor)
+    assert [export.policy.start(k) / 60 for k in range(7)] == [0, 1, 3, 7, 15, 30, 45]  # as the comment says
