@@ -25,9 +25,7 @@ from tests.vectors.serialize import template_of  # noqa: E402
 def vectors() -> dict[str, object]:
     """The catalog declarations the suite drives, as the README examples declare them."""
     tasks = {
-        "glob_sensor.json": GlobSensor(
-            name="wait_for_parts", min_count=2, marker="_SUCCESS", outputs=True
-        ),
+        "glob_sensor.json": GlobSensor(name="wait_for_parts", min_count=2, marker="_SUCCESS", outputs=True),
         "time_sensor.json": TimeSensor(name="wait_until"),
         "http_sensor.json": HttpSensor(
             name="wait_ready", json_pointer="/status", json_value="ready", outputs=("status",)
