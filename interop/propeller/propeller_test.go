@@ -482,10 +482,16 @@ func TestConnectorPlugin(t *testing.T) {
 
 		// Propeller's rounds go on through the restart; any Handle error or counted Get failure is kept.
 		var mu sync.Mutex
-		var problems []string
+		problems := map[string]string{} // task name → what went wrong (latest)
 		phases := make([]pluginsCore.Phase, n)
 		stop := make(chan struct{})
 		done := make(chan struct{})
+		var stopOnce sync.Once
+		halt := func() {
+			stopOnce.Do(func() { close(stop) })
+			<-done
+		}
+		t.Cleanup(halt) // also when a check below fails the test
 		go func() {
 			defer close(done)
 			tick := time.NewTicker(100 * time.Millisecond)
@@ -506,11 +512,11 @@ func TestConnectorPlugin(t *testing.T) {
 					info, err := h.round(context.Background(), plugin, tk)
 					mu.Lock()
 					if err != nil {
-						problems = append(problems, fmt.Sprintf("%s: Handle: %v", tk.name, err))
+						problems[tk.name] = fmt.Sprintf("Handle: %v", err)
 					} else {
 						phases[i] = info.Phase()
 						if s := tk.saved(t); s.SyncFailureCount != 0 {
-							problems = append(problems, fmt.Sprintf("%s: %d Get errors: %s", tk.name, s.SyncFailureCount, s.ErrorMessage))
+							problems[tk.name] = fmt.Sprintf("%d Get errors, the last: %s", s.SyncFailureCount, s.ErrorMessage)
 						}
 					}
 					mu.Unlock()
@@ -521,7 +527,12 @@ func TestConnectorPlugin(t *testing.T) {
 			mu.Lock()
 			defer mu.Unlock()
 			if len(problems) > 0 {
-				t.Fatalf("%s: %d problems, first: %s", when, len(problems), problems[0])
+				var lines []string
+				for name, p := range problems {
+					lines = append(lines, name+": "+p)
+				}
+				sort.Strings(lines)
+				t.Fatalf("%s: %d of %d tasks saw errors:\n%s", when, len(problems), n, strings.Join(lines, "\n"))
 			}
 		}
 
@@ -580,8 +591,7 @@ func TestConnectorPlugin(t *testing.T) {
 			}
 			return ok == n/2, fmt.Sprintf("%d of %d", ok, n/2)
 		})
-		close(stop)
-		<-done
+		halt()
 		check("at the end")
 		for i, tk := range tasks {
 			want := pluginsCore.PhaseRunning
