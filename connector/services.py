@@ -82,7 +82,7 @@ class AsyncAgentService(agent_pb2_grpc.AsyncAgentServiceServicer):  # type: igno
                 raise InvalidArgument("the request has no task template, or the template has no type.")
             engine = self.engines.engine_for(category)
             if self.metrics is not None:
-                self.metrics.input_literal_bytes.labels(category.name).observe(request.inputs.ByteSize())
+                self.metrics.input_bytes(category.name, request.inputs.ByteSize())
             meta = await engine.create(request)
             extra = {"operation": "create", "category": str(category), "task": task_id(meta)}
             custom = request.template.custom.fields
