@@ -31,7 +31,7 @@ SENSOR_CATEGORY = TaskCategory("sensor", 0)
 #: Outputs travel in the GetTask response; keep them well inside gRPC's default 4 MiB message.
 MAX_OUTPUT_BYTES = 1024 * 1024
 #: Modules whose classes may be named by their bare class name (our own authoring classes).
-_OWN_MODULES = ("", "sensors", "sensors.flytekit")
+_OWN_MODULES = ("", "sensors", "sensors.flytekit", "flytekitplugins.sensor_connector.flytekit")
 
 
 @dataclass(frozen=True)
