@@ -132,7 +132,7 @@ class Metrics:
         # Without this every counter, histogram and summary child also exports a `<name>_created`
         # gauge (its creation time): a second series per child that no dashboard or alert of
         # flytekit's uses. It is process-wide in prometheus_client; this process is the connector.
-        prometheus_client.disable_created_metrics()
+        prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         # What prometheus_client's default registry carries and flytekit's connector therefore exports:

@@ -46,9 +46,7 @@ async def test_every_dashboard_metric_is_exported_after_a_lifecycle(make_connect
 
     dashboard = json.loads(DASHBOARD.read_text())
     exprs = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
-    used = {
-        name for expr in exprs for name in re.findall(r"\b((?:flyte|process|python)_[a-z_]+)\b", expr)
-    }
+    used = {name for expr in exprs for name in re.findall(r"\b((?:flyte|process|python)_[a-z_]+)\b", expr)}
     assert used, "the dashboard queries nothing"
     missing = sorted(used - exported)
     assert not missing, f"the dashboard queries metrics the connector does not export: {missing}"
