@@ -336,7 +336,7 @@ TRY_OUT=$WORK/try.out
 "$(dirname "$SMOKE_PYTHON")/sensor-connector" try "127.0.0.1:$PORT" FileSensor --input path=/data/try.txt \
     --interval 0.5 --timeout 120 >"$TRY_OUT" 2>&1 &
 TRY_PID=$!
-for _ in $(seq 1 120); do grep -q RUNNING "$TRY_OUT" && break; sleep 0.5; done
+for _ in $(seq 1 120); do grep -qs RUNNING "$TRY_OUT" && break; sleep 0.5; done
 grep -q RUNNING "$TRY_OUT" || { cat "$TRY_OUT"; die "try: never reported RUNNING"; }
 touch "$WORK/data/try.txt"
 wait "$TRY_PID" || { cat "$TRY_OUT"; die "try: did not exit 0 after the file appeared"; }
