@@ -81,7 +81,7 @@ class AsyncAgentService(agent_pb2_grpc.AsyncAgentServiceServicer):  # type: igno
                 raise InvalidArgument("the request has no task template, or the template has no type.")
             engine = self.engines.engine_for(category)
             if self.metrics is not None:
-                self.metrics.input_literal_bytes.labels(category.name).observe(request.inputs.ByteSize())
+                self.metrics.input_bytes(category.name, request.inputs.ByteSize())
             return agent_pb2.CreateTaskResponse(resource_meta=await engine.create(request))
 
         return await guarded(context, "create", str(category) if category else "unknown", work, self.metrics)
