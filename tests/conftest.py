@@ -115,6 +115,7 @@ def config(tmp_path: Path, key_file: Path) -> Config:
         state_dir=tmp_path / "state",
         poke_timeout=2.0,
         grace_period=1.0,
+        drain_period=0.0,
     )
 
 
