@@ -19,8 +19,11 @@ from typing import Any
 
 from google.protobuf.message import DecodeError
 
+from sensors.policy import DEFAULT as DEFAULT_POLICY
+from sensors.policy import Policy
+
 from ._proto.flyte_sensor_connector.v1 import resource_meta_pb2 as pb
-from .keys import Keyring
+from .keys import KEY_ID_LENGTH, Keyring
 from .registry import TaskCategory
 
 _DOMAIN = b"fsc-rm-v1\x00"
@@ -31,8 +34,57 @@ PICKLE_PROTOCOL = 4
 MAX_RESOURCE_META_BYTES = 4096
 
 
+#: Each execution name field kept in resource_meta is cut to this many characters.
+MAX_EXECUTION_FIELD = 128
+
+
 class InvalidResourceMeta(ValueError):
-    """resource_meta that this connector did not sign, or that was changed since."""
+    """resource_meta that this connector did not sign, or that was changed since: it can never verify."""
+
+
+class UnknownKey(InvalidResourceMeta):
+    """resource_meta signed with a key this replica does not hold; another replica (or a later one) may."""
+
+    def __init__(self, key_id: str) -> None:
+        self.key_id = key_id
+        super().__init__(
+            f"resource_meta was signed with key {key_id!r}, which this replica does not hold "
+            "(a key rotation in progress or a replica missing a key)."
+        )
+
+
+@dataclass(frozen=True)
+class Execution:
+    """The Flyte execution a task belongs to, from CreateTaskRequest.task_execution_metadata."""
+
+    project: str = ""
+    domain: str = ""
+    name: str = ""
+    node_id: str = ""
+    retry_attempt: int = 0
+    task_name: str = ""
+
+    def __post_init__(self) -> None:
+        for name in ("project", "domain", "name", "node_id", "task_name"):
+            value = getattr(self, name)
+            if len(value) > MAX_EXECUTION_FIELD:
+                object.__setattr__(self, name, value[:MAX_EXECUTION_FIELD])
+
+    @property
+    def known(self) -> bool:
+        """True when the request named an execution at all."""
+        return bool(self.name)
+
+    def log_fields(self) -> dict[str, Any]:
+        """The fields every log line about the task carries."""
+        if not self.known:
+            return {}
+        return {
+            "execution": f"{self.project}/{self.domain}/{self.name}",
+            "node": self.node_id,
+            "retry": self.retry_attempt,
+            "task_name": self.task_name,
+        }
 
 
 @dataclass(frozen=True)
@@ -46,6 +98,10 @@ class SensorState:
     created_at: dt.datetime
     #: Output names the template declares; only these are returned.
     outputs: tuple[str, ...] = ()
+    #: When to poke and when to give up.
+    policy: Policy = DEFAULT_POLICY
+    #: Which Flyte execution this task belongs to (empty when the request did not say).
+    execution: Execution = Execution()
 
 
 class _AllowListUnpickler(pickle.Unpickler):
@@ -84,6 +140,20 @@ class Codec:
         )
         for name, value in state.inputs.items():
             msg.inputs[name].CopyFrom(_to_value(value))
+        if not state.policy.is_default:
+            msg.policy.CopyFrom(_policy_to_pb(state.policy))
+        if state.execution.known:
+            e = state.execution
+            msg.execution.CopyFrom(
+                pb.Execution(
+                    project=e.project,
+                    domain=e.domain,
+                    name=e.name,
+                    node_id=e.node_id,
+                    retry_attempt=e.retry_attempt,
+                    task_name=e.task_name,
+                )
+            )
         payload = msg.SerializeToString(deterministic=True)
         key = self._keyring.signing
         signed = pb.SignedResourceMeta(
@@ -108,10 +178,9 @@ class Codec:
             raise InvalidResourceMeta("resource_meta is not a signed sensor state.")
         key = self._keyring.accepted.get(signed.key_id)
         if key is None:
-            key_id = signed.key_id[:16]
-            raise InvalidResourceMeta(
-                f"resource_meta was signed with key {key_id!r}, which this connector does not hold."
-            )
+            if len(signed.key_id) != KEY_ID_LENGTH or not _is_hex(signed.key_id):
+                raise InvalidResourceMeta("resource_meta names a key id this connector never writes.")
+            raise UnknownKey(signed.key_id)
         if not hmac.compare_digest(self._mac(key.secret, key.key_id, signed.payload), signed.mac):
             raise InvalidResourceMeta("resource_meta signature does not verify: it was altered or forged.")
         # Verified: from here on the bytes are our own.
@@ -119,10 +188,12 @@ class Codec:
         try:
             msg.ParseFromString(signed.payload)
             config = _AllowListUnpickler(msg.config_pickle, self._allowed).load()
+            policy = _policy_from_pb(msg.policy) if msg.HasField("policy") else DEFAULT_POLICY
         except (DecodeError, pickle.UnpicklingError, EOFError, ValueError) as exc:
             raise InvalidResourceMeta(
-                f"resource_meta is signed but unreadable by this version: {exc}"
+                f"resource_meta is signed but unreadable by this version: {str(exc)[:200]}"
             ) from None
+        e = msg.execution
         return SensorState(
             category=TaskCategory(msg.category_name, msg.category_version),
             sensor=msg.sensor,
@@ -130,7 +201,41 @@ class Codec:
             inputs={name: _from_value(v) for name, v in msg.inputs.items()},
             created_at=_EPOCH + dt.timedelta(milliseconds=msg.created_unix_ms),
             outputs=tuple(msg.outputs),
+            policy=policy,
+            execution=Execution(e.project, e.domain, e.name, e.node_id, e.retry_attempt, e.task_name),
         )
+
+
+def _ms(seconds: float | None) -> int:
+    return 0 if seconds is None else round(seconds * 1000)
+
+
+def _s(ms: int) -> float | None:
+    return None if ms == 0 else ms / 1000
+
+
+def _policy_to_pb(policy: Policy) -> pb.Policy:
+    return pb.Policy(
+        poke_interval_ms=_ms(policy.poke_interval),
+        backoff=policy.backoff if policy.backoff != 1.0 else 0.0,
+        max_poke_interval_ms=_ms(policy.max_poke_interval),
+        deadline_ms=_ms(policy.deadline),
+        soft_fail=policy.soft_fail,
+    )
+
+
+def _policy_from_pb(msg: pb.Policy) -> Policy:
+    return Policy(
+        poke_interval=_s(msg.poke_interval_ms),
+        backoff=msg.backoff or 1.0,
+        max_poke_interval=_s(msg.max_poke_interval_ms),
+        deadline=_s(msg.deadline_ms),
+        soft_fail=msg.soft_fail,
+    )
+
+
+def _is_hex(text: str) -> bool:
+    return all(c in "0123456789abcdef" for c in text)
 
 
 def task_id(resource_meta: bytes) -> str:

@@ -65,6 +65,9 @@ class Config:
         "calls grpc may hold, received but not yet handed to the server, before it cancels new ones; "
         "a safety cap on memory, far above any burst --max-concurrent-rpcs should answer",
     )
+    state_cache_entries: int = _opt(
+        4096, "verified resource_meta kept decoded in memory (LRU), so a Get does not verify it again"
+    )
     blocking_threads: int = _opt(32, "threads for blocking filesystem calls made off the event loop")
     drain_period: float = _opt(
         15.0,
@@ -103,6 +106,8 @@ class Config:
             raise ValueError("--max-message-bytes must be at least 1024")
         if self.max_concurrent_rpcs < 0:
             raise ValueError("--max-concurrent-rpcs must be zero (no limit) or more")
+        if self.state_cache_entries < 1:
+            raise ValueError("--state-cache-entries must be at least 1")
         if self.blocking_threads < 1:
             raise ValueError("--blocking-threads must be at least 1")
         if self.max_pending_rpcs < 1:

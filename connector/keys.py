@@ -14,6 +14,8 @@ log = logging.getLogger(__name__)
 
 MIN_KEY_BYTES = 32
 GENERATED_KEY_NAME = "signing.key"
+#: Key ids are this many hex digits of SHA-256 over the key.
+KEY_ID_LENGTH = 8
 
 
 class SigningKeyError(ValueError):
@@ -30,7 +32,7 @@ class SigningKey:
     @classmethod
     def from_secret(cls, secret: bytes) -> SigningKey:
         """A key whose id is derived from the secret, so every replica names it alike."""
-        return cls(hashlib.sha256(secret).hexdigest()[:8], secret)
+        return cls(hashlib.sha256(secret).hexdigest()[:KEY_ID_LENGTH], secret)
 
     def __repr__(self) -> str:
         return f"SigningKey(key_id={self.key_id!r})"

@@ -8,7 +8,17 @@ import logging
 import sys
 
 #: LogRecord attributes that a call may set with `extra=` and that JSON lines carry as fields.
-CONTEXT_FIELDS = ("operation", "category", "sensor", "phase", "task")
+CONTEXT_FIELDS = (
+    "operation",
+    "category",
+    "sensor",
+    "phase",
+    "task",
+    "execution",
+    "node",
+    "retry",
+    "task_name",
+)
 
 
 class JsonFormatter(logging.Formatter):

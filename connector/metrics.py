@@ -93,6 +93,19 @@ class Metrics:
             ["sensor"],
             registry=r,
         )
+        self.rejected = Counter(
+            f"{OWN_PREFIX}resource_meta_rejected_total",
+            "GetTask calls whose resource_meta this replica could not serve, by reason (unknown_key: "
+            "signed with a key it lacks; invalid, category, sensor_unavailable: the task fails)",
+            ["reason"],
+            registry=r,
+        )
+        self.remembered = Counter(
+            f"{OWN_PREFIX}answers_remembered_total",
+            "GetTask calls answered from the last answer because the sensor policy said no poke was due",
+            ["sensor"],
+            registry=r,
+        )
         self._http: Any = None
         self._thread: threading.Thread | None = None
         self.port = 0
@@ -113,6 +126,13 @@ class Metrics:
         self.poke_latency.labels(sensor).observe(seconds)
         if kind == "timeout":
             self.poke_timeouts.labels(sensor).inc()
+
+    def engine_event(self, event: str, label: str) -> None:
+        """Count what the engine reports besides pokes: "rejected" (by reason) or "remembered" (by sensor)."""
+        if event == "rejected":
+            self.rejected.labels(label).inc()
+        elif event == "remembered":
+            self.remembered.labels(label).inc()
 
     def serve(self, host: str, port: int) -> int:
         """Serve /metrics over HTTP on a daemon thread; returns the bound port."""

@@ -36,13 +36,22 @@ def build_engines(config: Config, sensors: SensorRegistry, metrics: Metrics | No
     keyring = load_keyring(config.signing_key_file, config.state_dir)
     codec = Codec(keyring, sensors.config_classes())
     engines = EngineRegistry()
-    on_poke = None
+    on_poke = on_event = None
     if metrics is not None:
 
         def on_poke(sensor: str, outcome: PokeOutcome) -> None:
             metrics.poked(sensor, outcome.kind, outcome.seconds)
 
-    engines.register(SensorEngine(sensors, codec, poke_timeout=config.poke_timeout, on_poke=on_poke))
+        on_event = metrics.engine_event
+    engine = SensorEngine(
+        sensors,
+        codec,
+        poke_timeout=config.poke_timeout,
+        on_poke=on_poke,
+        on_event=on_event,
+        cache_entries=config.state_cache_entries,
+    )
+    engines.register(engine)
     return engines
 
 

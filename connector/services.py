@@ -12,7 +12,6 @@ import grpc
 from flyteidl.admin import agent_pb2
 from flyteidl.service import agent_pb2_grpc
 
-from .codec import task_id
 from .engines.base import TimeWindow
 from .errors import InvalidArgument, NotFound, RequestError, capped
 from .metrics import Metrics
@@ -83,13 +82,7 @@ class AsyncAgentService(agent_pb2_grpc.AsyncAgentServiceServicer):  # type: igno
             engine = self.engines.engine_for(category)
             if self.metrics is not None:
                 self.metrics.input_literal_bytes.labels(category.name).observe(request.inputs.ByteSize())
-            meta = await engine.create(request)
-            extra = {"operation": "create", "category": str(category), "task": task_id(meta)}
-            custom = request.template.custom.fields
-            if "sensor_name" in custom:
-                extra["sensor"] = custom["sensor_name"].string_value
-            log.info("created %s task %s", category, extra["task"], extra=extra)
-            return agent_pb2.CreateTaskResponse(resource_meta=meta)
+            return agent_pb2.CreateTaskResponse(resource_meta=await engine.create(request))
 
         return await guarded(context, "create", _served(self.engines, category), work, self.metrics)
 
@@ -110,11 +103,7 @@ class AsyncAgentService(agent_pb2_grpc.AsyncAgentServiceServicer):  # type: igno
         """Stop watching; idempotent."""
 
         async def work() -> agent_pb2.DeleteTaskResponse:
-            category = _category(request)
-            await self.engines.engine_for(category).delete(request.resource_meta)
-            task = task_id(request.resource_meta)
-            extra = {"operation": "delete", "category": str(category), "task": task}
-            log.info("deleted %s task %s", category, task, extra=extra)
+            await self.engines.engine_for(_category(request)).delete(request.resource_meta)
             return agent_pb2.DeleteTaskResponse()
 
         return await guarded(context, "delete", _label(self.engines, request), work, self.metrics)

@@ -2,19 +2,10 @@
 
 from __future__ import annotations
 
-import pickle
-import secrets
-from pathlib import Path
-
 import grpc
 import pytest
 from flyteidl.admin import agent_pb2
 from flyteidl.core import tasks_pb2
-
-from connector._proto.flyte_sensor_connector.v1 import resource_meta_pb2 as pb
-from connector.codec import Codec
-from connector.keys import Keyring, SigningKey
-from sensors.file import FileSensorConfig
 
 from .conftest import SENSOR, Connector, file_sensor_request, inputs, load_template
 
@@ -146,65 +137,6 @@ async def test_declared_output_the_sensor_does_not_produce(connector: Connector)
 
 def _get(meta: bytes) -> agent_pb2.GetTaskRequest:
     return agent_pb2.GetTaskRequest(task_category=SENSOR, resource_meta=meta)
-
-
-@pytest.mark.parametrize(
-    ("meta", "needle"),
-    [(b"", "empty"), (b"\x8f\x01garbage", "not a signed sensor state"), (b"x" * 5000, "more than")],
-)
-async def test_empty_and_garbage_resource_meta(connector: Connector, meta: bytes, needle: str) -> None:
-    for call in (
-        connector.agent.GetTask(_get(meta)),
-        connector.agent.DeleteTask(agent_pb2.DeleteTaskRequest(task_category=SENSOR, resource_meta=meta)),
-    ):
-        code, msg = await status_of(call)
-        assert code == INVALID and needle in msg
-
-
-async def test_tampered_resource_meta(connector: Connector) -> None:
-    meta = await connector.create(file_sensor_request("/tmp/a"))
-    signed = pb.SignedResourceMeta.FromString(meta)
-    inner = pb.SensorState.FromString(signed.payload)
-    inner.inputs["path"].string_value = "/tmp/b"
-    signed.payload = inner.SerializeToString()
-    code, msg = await status_of(connector.agent.GetTask(_get(signed.SerializeToString())))
-    assert code == INVALID and "altered or forged" in msg
-
-
-async def test_resource_meta_signed_by_a_foreign_key(connector: Connector) -> None:
-    foreign = Codec(Keyring.of([SigningKey.from_secret(secrets.token_bytes(32))]), [FileSensorConfig])
-    import datetime as dt
-
-    from connector.codec import SensorState
-    from connector.registry import TaskCategory
-
-    meta = foreign.encode(
-        SensorState(
-            TaskCategory("sensor"), "FileSensor", FileSensorConfig(), {"path": "/"}, dt.datetime.now(dt.UTC)
-        )
-    )
-    code, msg = await status_of(connector.agent.GetTask(_get(meta)))
-    assert code == INVALID and "does not hold" in msg
-
-
-class _Payload:
-    marker: Path
-
-    def __reduce__(self) -> tuple[object, tuple[str]]:
-        return (Path.touch, (str(self.marker),))
-
-
-async def test_forged_pickle_payload_is_rejected_and_never_runs(connector: Connector, tmp_path: Path) -> None:
-    meta = await connector.create(file_sensor_request("/tmp/a"))
-    signed = pb.SignedResourceMeta.FromString(meta)
-    inner = pb.SensorState.FromString(signed.payload)
-    payload = _Payload()
-    payload.marker = tmp_path / "pwned"
-    inner.config_pickle = pickle.dumps(payload)
-    signed.payload = inner.SerializeToString()
-    code, msg = await status_of(connector.agent.GetTask(_get(signed.SerializeToString())))
-    assert code == INVALID and "altered or forged" in msg
-    assert not payload.marker.exists()
 
 
 async def test_oversized_request_is_resource_exhausted(connector: Connector, make_connector) -> None:

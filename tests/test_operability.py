@@ -187,8 +187,10 @@ async def test_prometheus_endpoint_counts_a_lifecycle_exactly(make_connector: An
         unknown.template.custom["sensor_name"] = "NoSuchSensor"
         with pytest.raises(grpc.aio.AioRpcError):
             await c.create(unknown)
+        # resource_meta that can never verify fails the task: a phase, not an RPC error.
+        assert (await c.get(b"not a resource meta")).phase == Phase.FAILED
         with pytest.raises(grpc.aio.AioRpcError):
-            await c.get(b"not a resource meta")
+            await c.agent.GetTask(agent_pb2.GetTaskRequest(resource_meta=meta))  # names no category
 
     figures = scrape(server.metrics.port)
 
@@ -197,12 +199,13 @@ async def test_prometheus_endpoint_counts_a_lifecycle_exactly(make_connector: An
 
     ok = "flyte_connector_requests_success_total"
     assert value(ok, task_type="sensor", operation="create") == 1
-    assert value(ok, task_type="sensor", operation="get") == 2
+    assert value(ok, task_type="sensor", operation="get") == 3
     assert value(ok, task_type="sensor", operation="delete") == 1
     failed = "flyte_connector_requests_failure_total"
     assert value(failed, task_type="sensor", operation="create", error_code="404") == 1
-    assert value(failed, task_type="sensor", operation="get", error_code="400") == 1
+    assert value(failed, task_type="unknown", operation="get", error_code="400") == 1
     assert value("flyte_connector_request_latency_seconds_count", task_type="sensor", operation="get") == 3
+    assert value("flyte_sensor_connector_resource_meta_rejected_total", reason="invalid") == 1
     assert value("flyte_connector_input_literal_bytes_count", task_type="sensor") == 2
     pokes = "flyte_sensor_connector_pokes_total"
     assert value(pokes, sensor="FileSensor", outcome="waiting") == 1
@@ -247,7 +250,7 @@ async def test_a_healthy_running_poke_logs_nothing_at_info(
         target.write_text("")
         assert (await connector.get(meta)).phase == Phase.SUCCEEDED
         succeeded = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
-    assert len(created) == 1 and created[0].startswith("created sensor v0 task ")
+    assert len(created) == 1 and created[0].startswith("created FileSensor task ")
     assert running == []
     assert succeeded == [f"FileSensor SUCCEEDED (met): {target} exists."]
 
@@ -311,7 +314,7 @@ async def test_every_get_fills_the_console_view_with_custom_info_and_store_links
     assert info["awaiting"] == {"path": f"s3://{s3.bucket}/day=1/part 0.csv"}
     last_poke = dt.datetime.fromisoformat(info["last_poke"])
     assert before.replace(microsecond=0) <= last_poke <= dt.datetime.now(dt.UTC)
-    assert 0 < info["last_poke_seconds"] < 10
+    assert info["status"] == resource.message
     assert dt.datetime.fromisoformat(info["created_at"]) <= last_poke
     assert [(link.name, link.uri) for link in resource.log_links] == [
         (

@@ -6,6 +6,7 @@ import asyncio
 import datetime as dt
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -15,10 +16,19 @@ from flyteidl.core import execution_pb2, literals_pb2, metrics_pb2, tasks_pb2
 from google.protobuf import json_format, struct_pb2
 
 from sensors.base import ConfigError, PermanentError, PokeContext, Sensor, TransientError
+from sensors.policy import Policy
 from sensors.registry import SensorRegistry, UnavailableSensorError, UnknownSensorError
 
 from .. import literals
-from ..codec import MAX_RESOURCE_META_BYTES, Codec, InvalidResourceMeta, SensorState, task_id
+from ..codec import (
+    MAX_RESOURCE_META_BYTES,
+    Codec,
+    Execution,
+    InvalidResourceMeta,
+    SensorState,
+    UnknownKey,
+    task_id,
+)
 from ..errors import FailedPrecondition, InvalidArgument, NotFound
 from ..registry import TaskCategory
 from . import sensor_report
@@ -32,6 +42,10 @@ SENSOR_CATEGORY = TaskCategory("sensor", 0)
 MAX_OUTPUT_BYTES = 1024 * 1024
 #: Modules whose classes may be named by their bare class name (our own authoring classes).
 _OWN_MODULES = ("", "sensors", "sensors.flytekit")
+#: The boolean output any sensor may declare: True when met, False when a soft_fail deadline passed.
+MET_OUTPUT = "met"
+#: Policy memory slot of an answer given after the deadline: final, never poked again here.
+_AFTER_DEADLINE = -2
 
 
 @dataclass(frozen=True)
@@ -53,6 +67,32 @@ class PokeOutcome:
         return phase
 
 
+@dataclass(eq=False)
+class Task:
+    """A verified resource_meta decoded once, with what every Get of it needs; cached per blob."""
+
+    state: SensorState
+    sensor: Sensor[Any]
+    task_id: str
+    #: Fields every log line about this task carries.
+    log_extra: dict[str, Any]
+    #: The Resource parts that do not change between Gets: console info and links.
+    base: agent_pb2.Resource
+    #: What is awaited, in a few words, for messages.
+    awaited: str
+    #: The last answer this replica gave and the policy slot it belongs to (see sensors.policy).
+    memo: tuple[int, agent_pb2.Resource] | None = None
+
+
+@dataclass(frozen=True)
+class Unservable:
+    """resource_meta that cannot be served here, and the phase that says why."""
+
+    phase: int
+    message: str
+    reason: str
+
+
 class SensorEngine(Engine):
     """Runs catalog sensors for templates serialized by flytekit's BaseSensor subclasses."""
 
@@ -66,6 +106,9 @@ class SensorEngine(Engine):
         poke_timeout: float = 5.0,
         category: TaskCategory = SENSOR_CATEGORY,
         on_poke: Callable[[str, PokeOutcome], None] | None = None,
+        on_event: Callable[[str, str], None] | None = None,
+        cache_entries: int = 4096,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     ) -> None:
         self.sensors = sensors
         self.codec = codec
@@ -73,6 +116,12 @@ class SensorEngine(Engine):
         self.category = category
         #: Called after every poke with the sensor name and outcome (the server counts them).
         self.on_poke = on_poke
+        #: Called with (event, label) for what is not a poke: "rejected" (reason) or "remembered" (sensor).
+        self.on_event = on_event
+        #: Verified resource_meta -> Task: a blob is verified and decoded once, not on every Get.
+        self._tasks: OrderedDict[bytes, Task] = OrderedDict()
+        self.cache_entries = cache_entries
+        self.clock = clock
 
     # -- Create -------------------------------------------------------------------------------
     async def create(self, request: agent_pb2.CreateTaskRequest) -> bytes:
@@ -87,13 +136,15 @@ class SensorEngine(Engine):
         if not isinstance(name, str) or not name or not isinstance(module, str | None):
             raise InvalidArgument("the task template's custom field has no sensor_name string.")
         cls = self.resolve(module or "", name)
+        outputs = tuple(template.interface.outputs.variables)
         try:
-            config = cls.parse_config(custom.get("sensor_config"))
+            policy, own_config = Policy.split(custom.get("sensor_config"))
+            config = cls.parse_config(own_config)
             values = dict(custom.get("inputs") or {})
             values.update(literals.to_dict(request.inputs))
             inputs = cls.check_inputs(values)
             self._check_outputs(cls, template)
-            config = cls.prepare(config, inputs, tuple(template.interface.outputs.variables))
+            config = cls.prepare(config, inputs, tuple(o for o in outputs if o != MET_OUTPUT))
         except (ConfigError, literals.LiteralError) as exc:
             raise InvalidArgument(str(exc)) from None
         state = SensorState(
@@ -101,8 +152,10 @@ class SensorEngine(Engine):
             sensor=cls.name,
             config=config,
             inputs=inputs,
-            created_at=dt.datetime.now(dt.UTC).replace(microsecond=0),
-            outputs=tuple(template.interface.outputs.variables),
+            created_at=self.clock().replace(microsecond=0),
+            outputs=outputs,
+            policy=policy,
+            execution=execution_of(request),
         )
         try:
             blob = self.codec.encode(state)
@@ -113,6 +166,9 @@ class SensorEngine(Engine):
                 f"{cls.name} config and inputs take {len(blob)} bytes in resource_meta, "
                 f"more than the {MAX_RESOURCE_META_BYTES} allowed; shorten them."
             )
+        extra = {"operation": "create", "category": str(self.category), "sensor": cls.name}
+        extra |= {"task": task_id(blob), **state.execution.log_fields()}
+        log.info("created %s task %s", cls.name, extra["task"], extra=extra)
         return blob
 
     def resolve(self, module: str, name: str) -> type[Sensor[Any]]:
@@ -134,13 +190,14 @@ class SensorEngine(Engine):
             raise FailedPrecondition(str(exc)) from None
 
     def _check_outputs(self, cls: type[Sensor[Any]], template: tasks_pb2.TaskTemplate) -> None:
+        declared = {**cls.outputs, MET_OUTPUT: bool}
         for out_name, var in template.interface.outputs.variables.items():
-            if out_name not in cls.outputs:
-                offered = ", ".join(cls.outputs) or "none"
+            if out_name not in declared:
+                offered = ", ".join(declared)
                 raise InvalidArgument(
-                    f"the template declares output {out_name!r}, but {cls.name} produces {offered}."
+                    f"the template declares output {out_name[:64]!r}, but {cls.name} produces {offered}."
                 )
-            want = literals.literal_type(cls.outputs[out_name])
+            want = literals.literal_type(declared[out_name])
             if var.type != want:
                 raise InvalidArgument(
                     f"the template declares output {out_name!r} as {json_format.MessageToDict(var.type)}, "
@@ -149,25 +206,66 @@ class SensorEngine(Engine):
 
     # -- Get / Delete -------------------------------------------------------------------------
     def verify(self, resource_meta: bytes) -> SensorState:
-        """The state in resource_meta, once its signature and category check out."""
-        try:
-            state = self.codec.decode(resource_meta)
-        except InvalidResourceMeta as exc:
-            raise InvalidArgument(str(exc)) from None
-        if state.category != self.category:
-            raise InvalidArgument(
-                f"resource_meta belongs to task category {state.category}, not {self.category}."
-            )
-        return state
+        """The state in resource_meta, once its signature and category check out (InvalidArgument if not)."""
+        task = self.task(resource_meta)
+        if isinstance(task, Unservable):
+            raise InvalidArgument(task.message)
+        return task.state
 
     def load(self, resource_meta: bytes) -> tuple[SensorState, Sensor[Any]]:
-        """Verify resource_meta and build the sensor it names."""
-        state = self.verify(resource_meta)
+        """Verify resource_meta and build the sensor it names (InvalidArgument if it cannot be served)."""
+        task = self.task(resource_meta)
+        if isinstance(task, Unservable):
+            raise InvalidArgument(task.message)
+        return task.state, task.sensor
+
+    def task(self, resource_meta: bytes) -> Task | Unservable:
+        """The decoded task of a resource_meta: from the cache, or verified and decoded now."""
+        task = self._tasks.get(resource_meta)
+        if task is not None:
+            self._tasks.move_to_end(resource_meta)
+            return task
+        try:
+            state = self.codec.decode(resource_meta)
+        except UnknownKey as exc:
+            # Not cached: the key may arrive with the next rollout, and another replica may hold it.
+            return Unservable(Phase.RUNNING, f"{exc} Waiting for a replica that holds it.", "unknown_key")
+        except InvalidResourceMeta as exc:
+            return Unservable(Phase.FAILED, f"this task cannot be resumed: {exc}", "invalid")
+        if state.category != self.category:
+            message = f"resource_meta belongs to task category {state.category}, not {self.category}."
+            return Unservable(Phase.FAILED, message, "category")
         try:
             cls = self.sensors.resolve(state.sensor)
         except (UnknownSensorError, UnavailableSensorError) as exc:
-            raise FailedPrecondition(f"this connector cannot run {state.sensor} any more: {exc}") from None
-        return state, cls(state.config)
+            message = f"this connector cannot run {state.sensor} any more: {exc}"
+            return Unservable(Phase.FAILED, message, "sensor_unavailable")
+        task = self._build(resource_meta, state, cls(state.config))
+        self._tasks[resource_meta] = task
+        if len(self._tasks) > self.cache_entries:
+            self._tasks.popitem(last=False)
+        return task
+
+    def _build(self, resource_meta: bytes, state: SensorState, sensor: Sensor[Any]) -> Task:
+        facts = sensor.describe(state.inputs)
+        info: dict[str, Any] = {
+            "sensor": state.sensor,
+            "awaiting": facts,
+            "created_at": state.created_at.isoformat(),
+        }
+        policy = state.policy.describe(state.created_at)
+        if policy:
+            info["policy"] = policy
+        custom_info = struct_pb2.Struct()
+        custom_info.update(_jsonable(info))
+        base = agent_pb2.Resource(custom_info=custom_info)
+        for link in sensor.links(state.inputs):
+            base.log_links.add(name=link.name, uri=link.uri)
+        ident = task_id(resource_meta)
+        extra = {"operation": "get", "category": str(self.category), "sensor": state.sensor, "task": ident}
+        extra |= state.execution.log_fields()
+        awaited = ", ".join(str(v) for v in facts.values()) or state.sensor
+        return Task(state, sensor, ident, extra, base, awaited[:200])
 
     async def poke(self, state: SensorState, sensor: Sensor[Any]) -> PokeOutcome:
         """Poke once within the poke timeout and sort the outcome."""
@@ -177,7 +275,7 @@ class SensorEngine(Engine):
         return outcome
 
     async def _poke(self, state: SensorState, sensor: Sensor[Any]) -> PokeOutcome:
-        started_at = dt.datetime.now(dt.UTC)
+        started_at = self.clock()
         t0 = time.perf_counter()
         ctx = PokeContext(created_at=state.created_at, timeout=self.poke_timeout)
 
@@ -202,60 +300,91 @@ class SensorEngine(Engine):
         return done(kind, result.message, details=dict(result.details), outputs=dict(result.outputs))
 
     async def get(self, resource_meta: bytes) -> agent_pb2.Resource:
-        """Poke once and report the phase."""
-        state, sensor = self.load(resource_meta)
-        outcome, outputs = self._settle(state, sensor, await self.poke(state, sensor))
-        self._log_outcome(resource_meta, state, outcome)
-        return self.resource(state, sensor, outcome, outputs)
+        """The task's phase: poke when the policy says a poke is due, else the last answer given here.
 
-    def _log_outcome(self, resource_meta: bytes, state: SensorState, outcome: PokeOutcome) -> None:
+        Anything about the task (unverifiable resource_meta, a key this replica lacks, a sensor that
+        is gone) is a phase with a message, never an RPC error: propeller never forgives Get errors.
+        """
+        task = self.task(resource_meta)
+        if isinstance(task, Unservable):
+            return self._unservable(resource_meta, task)
+        state, policy = task.state, task.state.policy
+        now = self.clock()
+        expired = policy.expired(state.created_at, now)
+        slot = _AFTER_DEADLINE if expired else policy.slot((now - state.created_at).total_seconds())
+        if task.memo is not None and task.memo[0] == slot:
+            if self.on_event is not None:
+                self.on_event("remembered", state.sensor)
+            return task.memo[1]
+        outcome, outputs = self._settle(state, task.sensor, await self.poke(state, task.sensor))
+        if expired and outcome.kind != "met":
+            outcome, outputs = self._deadline(task, outcome)
+        self._log_outcome(task, outcome)
+        resource = self.resource(task, outcome, outputs)
+        if slot != -1:  # without an interval every Get pokes
+            task.memo = (slot, resource)
+        return resource
+
+    def _deadline(self, task: Task, last: PokeOutcome) -> tuple[PokeOutcome, literals_pb2.LiteralMap | None]:
+        state = task.state
+        message = state.policy.deadline_message(state.created_at, task.awaited)
+        if last.kind != "waiting":
+            message = f"{message} The last poke said: {last.message}"
+        if not state.policy.soft_fail:
+            return replace(last, kind="failed", message=message), None
+        outputs = None
+        if MET_OUTPUT in state.outputs:
+            outputs = literals.outputs_map({MET_OUTPUT: False}, {MET_OUTPUT: bool})
+            missing = [name for name in state.outputs if name != MET_OUTPUT]
+            if missing:
+                message = f"{message} Output {', '.join(missing)} cannot be given: the sensor was not met."
+                return replace(last, kind="failed", message=message), None
+        return replace(last, kind="met", message=message, outputs={}), outputs
+
+    def _unservable(self, resource_meta: bytes, task: Unservable) -> agent_pb2.Resource:
+        if self.on_event is not None:
+            self.on_event("rejected", task.reason)
+        level = logging.WARNING
+        extra = {"operation": "get", "category": str(self.category), "task": task_id(resource_meta)}
+        extra["phase"] = Phase.Name(task.phase)
+        log.log(level, "cannot serve this task here: %s", task.message, extra=extra)
+        resource = agent_pb2.Resource(phase=task.phase, message=task.message)
+        if task.phase == Phase.FAILED:
+            resource.agent_error.CopyFrom(_SENSOR_FAILED)
+        return resource
+
+    def _log_outcome(self, task: Task, outcome: PokeOutcome) -> None:
         # Propeller asks every 30 s or so: a healthy wait is logged at DEBUG only.
         level = {"met": logging.INFO, "waiting": logging.DEBUG}.get(outcome.kind, logging.WARNING)
         if not log.isEnabledFor(level):
             return
         phase = Phase.Name(outcome.phase)
-        extra = {
-            "operation": "get",
-            "category": str(self.category),
-            "sensor": state.sensor,
-            "phase": phase,
-            "task": task_id(resource_meta),
-        }
-        log.log(level, "%s %s (%s): %s", state.sensor, phase, outcome.kind, outcome.message, extra=extra)
+        extra = {**task.log_extra, "phase": phase}
+        sensor = task.state.sensor
+        log.log(level, "%s %s (%s): %s", sensor, phase, outcome.kind, outcome.message, extra=extra)
 
     def resource(
-        self,
-        state: SensorState,
-        sensor: Sensor[Any],
-        outcome: PokeOutcome,
-        outputs: literals_pb2.LiteralMap | None = None,
+        self, task: Task, outcome: PokeOutcome, outputs: literals_pb2.LiteralMap | None = None
     ) -> agent_pb2.Resource:
-        """The flyteidl Resource for an outcome: phase, message, console info, links, outputs."""
-        info = {
-            "sensor": state.sensor,
-            "awaiting": sensor.describe(state.inputs),
-            "created_at": state.created_at.isoformat(),
-            "last_poke": outcome.started_at.isoformat(timespec="seconds"),
-            "last_poke_seconds": round(outcome.seconds, 4),
-            "outcome": outcome.kind,
-        }
+        """The flyteidl Resource for an outcome: phase, message, console info, links, outputs.
+
+        Propeller drops the RUNNING message and the console keeps what the first RUNNING answer
+        carries, so `custom_info` says what is awaited, the policy and what the poke found.
+        """
+        resource = agent_pb2.Resource()
+        resource.CopyFrom(task.base)
+        resource.phase = outcome.phase
+        resource.message = outcome.message
+        fields = resource.custom_info.fields
+        fields["status"].string_value = outcome.message
+        fields["outcome"].string_value = outcome.kind
+        fields["last_poke"].string_value = outcome.started_at.isoformat(timespec="seconds")
         if outcome.details:
-            info["details"] = dict(outcome.details)
-        custom_info = struct_pb2.Struct()
-        custom_info.update(_jsonable(info))
-        resource = agent_pb2.Resource(phase=outcome.phase, message=outcome.message, custom_info=custom_info)
-        for link in sensor.links(state.inputs):
-            resource.log_links.add(name=link.name, uri=link.uri)
+            fields["details"].struct_value.update(_jsonable(outcome.details))
         if outputs is not None and outcome.kind == "met":
             resource.outputs.CopyFrom(outputs)
         if outcome.kind == "failed":
-            resource.agent_error.CopyFrom(
-                agent_pb2.AgentError(
-                    code="SENSOR_FAILED",
-                    kind=agent_pb2.AgentError.NON_RECOVERABLE,
-                    origin=execution_pb2.ExecutionError.USER,
-                )
-            )
+            resource.agent_error.CopyFrom(_SENSOR_FAILED)
         return resource
 
     def _settle(
@@ -264,12 +393,13 @@ class SensorEngine(Engine):
         """A met outcome with the declared outputs as literals, or failed when they cannot be returned."""
         if outcome.kind != "met" or not state.outputs:
             return outcome, None
-        missing = [name for name in state.outputs if name not in outcome.outputs]
+        values = {**outcome.outputs, MET_OUTPUT: True}
+        missing = [name for name in state.outputs if name not in values]
         if missing:
             problem = f"{state.sensor} was met but gave no value for output {', '.join(missing)}."
             return replace(outcome, kind="failed", message=problem), None
-        declared = {name: type(sensor).outputs[name] for name in state.outputs}
-        outputs = literals.outputs_map(outcome.outputs, declared)
+        declared = {name: {**type(sensor).outputs, MET_OUTPUT: bool}[name] for name in state.outputs}
+        outputs = literals.outputs_map({name: values[name] for name in state.outputs}, declared)
         if outputs.ByteSize() > MAX_OUTPUT_BYTES:
             problem = (
                 f"{state.sensor} was met, but its outputs take {outputs.ByteSize()} bytes, more than the "
@@ -301,8 +431,33 @@ class SensorEngine(Engine):
         return sensor_report.results(state, outcome, known, window, dt.datetime.now(dt.UTC))
 
     async def delete(self, resource_meta: bytes) -> None:
-        """Nothing runs between pokes, so there is nothing to stop; only the signature is checked."""
-        self.verify(resource_meta)
+        """Nothing runs between pokes, so there is nothing to stop: OK for any resource_meta.
+
+        An abort must never fail or hang, even for resource_meta this replica cannot verify.
+        """
+        task = self._tasks.pop(resource_meta, None)
+        extra: dict[str, Any] = {"operation": "delete", "category": str(self.category)}
+        extra["task"] = task_id(resource_meta)
+        if task is not None:
+            extra |= {"sensor": task.state.sensor, **task.state.execution.log_fields()}
+        log.info("deleted %s task %s", self.category, extra["task"], extra=extra)
+
+
+def execution_of(request: agent_pb2.CreateTaskRequest) -> Execution:
+    """The Flyte execution a CreateTask request names (empty when it names none)."""
+    if not request.HasField("task_execution_metadata"):
+        return Execution()
+    ident = request.task_execution_metadata.task_execution_id
+    node = ident.node_execution_id
+    run = node.execution_id
+    return Execution(run.project, run.domain, run.name, node.node_id, ident.retry_attempt, ident.task_id.name)
+
+
+_SENSOR_FAILED = agent_pb2.AgentError(
+    code="SENSOR_FAILED",
+    kind=agent_pb2.AgentError.NON_RECOVERABLE,
+    origin=execution_pb2.ExecutionError.USER,
+)
 
 
 def _jsonable(value: Any) -> Any:

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n-flyte_sensor_connector/v1/resource_meta.proto\x12\x19\x66lyte_sensor_connector.v1\"B\n\x12SignedResourceMeta\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\x12\x0b\n\x03mac\x18\x03 \x01(\x0c\"\xa4\x02\n\x0bSensorState\x12\x15\n\rcategory_name\x18\x01 \x01(\t\x12\x18\n\x10\x63\x61tegory_version\x18\x02 \x01(\x05\x12\x0e\n\x06sensor\x18\x03 \x01(\t\x12\x15\n\rconfig_pickle\x18\x04 \x01(\x0c\x12\x42\n\x06inputs\x18\x05 \x03(\x0b\x32\x32.flyte_sensor_connector.v1.SensorState.InputsEntry\x12\x17\n\x0f\x63reated_unix_ms\x18\x06 \x01(\x03\x12\x0f\n\x07outputs\x18\x07 \x03(\t\x1aO\n\x0bInputsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12/\n\x05value\x18\x02 \x01(\x0b\x32 .flyte_sensor_connector.v1.Value:\x02\x38\x01\"\xef\x01\n\x05Value\x12\x16\n\x0cstring_value\x18\x01 \x01(\tH\x00\x12\x17\n\rinteger_value\x18\x02 \x01(\x12H\x00\x12\x15\n\x0b\x66loat_value\x18\x03 \x01(\x01H\x00\x12\x14\n\nbool_value\x18\x04 \x01(\x08H\x00\x12\x15\n\x0b\x64\x61tetime_us\x18\x05 \x01(\x12H\x00\x12\x15\n\x0b\x64uration_us\x18\x06 \x01(\x12H\x00\x12<\n\x0bstring_list\x18\x07 \x01(\x0b\x32%.flyte_sensor_connector.v1.StringListH\x00\x12\x14\n\nnull_value\x18\x08 \x01(\x08H\x00\x42\x06\n\x04kind\"\x1c\n\nStringList\x12\x0e\n\x06values\x18\x01 \x03(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n-flyte_sensor_connector/v1/resource_meta.proto\x12\x19\x66lyte_sensor_connector.v1\"B\n\x12SignedResourceMeta\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\x12\x0b\n\x03mac\x18\x03 \x01(\x0c\"\x90\x03\n\x0bSensorState\x12\x15\n\rcategory_name\x18\x01 \x01(\t\x12\x18\n\x10\x63\x61tegory_version\x18\x02 \x01(\x05\x12\x0e\n\x06sensor\x18\x03 \x01(\t\x12\x15\n\rconfig_pickle\x18\x04 \x01(\x0c\x12\x42\n\x06inputs\x18\x05 \x03(\x0b\x32\x32.flyte_sensor_connector.v1.SensorState.InputsEntry\x12\x17\n\x0f\x63reated_unix_ms\x18\x06 \x01(\x03\x12\x0f\n\x07outputs\x18\x07 \x03(\t\x12\x31\n\x06policy\x18\x08 \x01(\x0b\x32!.flyte_sensor_connector.v1.Policy\x12\x37\n\texecution\x18\t \x01(\x0b\x32$.flyte_sensor_connector.v1.Execution\x1aO\n\x0bInputsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12/\n\x05value\x18\x02 \x01(\x0b\x32 .flyte_sensor_connector.v1.Value:\x02\x38\x01\"y\n\x06Policy\x12\x18\n\x10poke_interval_ms\x18\x01 \x01(\x03\x12\x0f\n\x07\x62\x61\x63koff\x18\x02 \x01(\x01\x12\x1c\n\x14max_poke_interval_ms\x18\x03 \x01(\x03\x12\x13\n\x0b\x64\x65\x61\x64line_ms\x18\x04 \x01(\x03\x12\x11\n\tsoft_fail\x18\x05 \x01(\x08\"u\n\tExecution\x12\x0f\n\x07project\x18\x01 \x01(\t\x12\x0e\n\x06\x64omain\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0f\n\x07node_id\x18\x04 \x01(\t\x12\x15\n\rretry_attempt\x18\x05 \x01(\r\x12\x11\n\ttask_name\x18\x06 \x01(\t\"\xef\x01\n\x05Value\x12\x16\n\x0cstring_value\x18\x01 \x01(\tH\x00\x12\x17\n\rinteger_value\x18\x02 \x01(\x12H\x00\x12\x15\n\x0b\x66loat_value\x18\x03 \x01(\x01H\x00\x12\x14\n\nbool_value\x18\x04 \x01(\x08H\x00\x12\x15\n\x0b\x64\x61tetime_us\x18\x05 \x01(\x12H\x00\x12\x15\n\x0b\x64uration_us\x18\x06 \x01(\x12H\x00\x12<\n\x0bstring_list\x18\x07 \x01(\x0b\x32%.flyte_sensor_connector.v1.StringListH\x00\x12\x14\n\nnull_value\x18\x08 \x01(\x08H\x00\x42\x06\n\x04kind\"\x1c\n\nStringList\x12\x0e\n\x06values\x18\x01 \x03(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,11 +36,15 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SIGNEDRESOURCEMETA']._serialized_start=76
   _globals['_SIGNEDRESOURCEMETA']._serialized_end=142
   _globals['_SENSORSTATE']._serialized_start=145
-  _globals['_SENSORSTATE']._serialized_end=437
-  _globals['_SENSORSTATE_INPUTSENTRY']._serialized_start=358
-  _globals['_SENSORSTATE_INPUTSENTRY']._serialized_end=437
-  _globals['_VALUE']._serialized_start=440
-  _globals['_VALUE']._serialized_end=679
-  _globals['_STRINGLIST']._serialized_start=681
-  _globals['_STRINGLIST']._serialized_end=709
+  _globals['_SENSORSTATE']._serialized_end=545
+  _globals['_SENSORSTATE_INPUTSENTRY']._serialized_start=466
+  _globals['_SENSORSTATE_INPUTSENTRY']._serialized_end=545
+  _globals['_POLICY']._serialized_start=547
+  _globals['_POLICY']._serialized_end=668
+  _globals['_EXECUTION']._serialized_start=670
+  _globals['_EXECUTION']._serialized_end=787
+  _globals['_VALUE']._serialized_start=790
+  _globals['_VALUE']._serialized_end=1029
+  _globals['_STRINGLIST']._serialized_start=1031
+  _globals['_STRINGLIST']._serialized_end=1059
 # @@protoc_insertion_point(module_scope)

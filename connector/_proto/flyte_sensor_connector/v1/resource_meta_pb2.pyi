@@ -17,7 +17,7 @@ class SignedResourceMeta(_message.Message):
     def __init__(self, key_id: _Optional[str] = ..., payload: _Optional[bytes] = ..., mac: _Optional[bytes] = ...) -> None: ...
 
 class SensorState(_message.Message):
-    __slots__ = ("category_name", "category_version", "sensor", "config_pickle", "inputs", "created_unix_ms", "outputs")
+    __slots__ = ("category_name", "category_version", "sensor", "config_pickle", "inputs", "created_unix_ms", "outputs", "policy", "execution")
     class InputsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -32,6 +32,8 @@ class SensorState(_message.Message):
     INPUTS_FIELD_NUMBER: _ClassVar[int]
     CREATED_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
     OUTPUTS_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    EXECUTION_FIELD_NUMBER: _ClassVar[int]
     category_name: str
     category_version: int
     sensor: str
@@ -39,7 +41,39 @@ class SensorState(_message.Message):
     inputs: _containers.MessageMap[str, Value]
     created_unix_ms: int
     outputs: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, category_name: _Optional[str] = ..., category_version: _Optional[int] = ..., sensor: _Optional[str] = ..., config_pickle: _Optional[bytes] = ..., inputs: _Optional[_Mapping[str, Value]] = ..., created_unix_ms: _Optional[int] = ..., outputs: _Optional[_Iterable[str]] = ...) -> None: ...
+    policy: Policy
+    execution: Execution
+    def __init__(self, category_name: _Optional[str] = ..., category_version: _Optional[int] = ..., sensor: _Optional[str] = ..., config_pickle: _Optional[bytes] = ..., inputs: _Optional[_Mapping[str, Value]] = ..., created_unix_ms: _Optional[int] = ..., outputs: _Optional[_Iterable[str]] = ..., policy: _Optional[_Union[Policy, _Mapping]] = ..., execution: _Optional[_Union[Execution, _Mapping]] = ...) -> None: ...
+
+class Policy(_message.Message):
+    __slots__ = ("poke_interval_ms", "backoff", "max_poke_interval_ms", "deadline_ms", "soft_fail")
+    POKE_INTERVAL_MS_FIELD_NUMBER: _ClassVar[int]
+    BACKOFF_FIELD_NUMBER: _ClassVar[int]
+    MAX_POKE_INTERVAL_MS_FIELD_NUMBER: _ClassVar[int]
+    DEADLINE_MS_FIELD_NUMBER: _ClassVar[int]
+    SOFT_FAIL_FIELD_NUMBER: _ClassVar[int]
+    poke_interval_ms: int
+    backoff: float
+    max_poke_interval_ms: int
+    deadline_ms: int
+    soft_fail: bool
+    def __init__(self, poke_interval_ms: _Optional[int] = ..., backoff: _Optional[float] = ..., max_poke_interval_ms: _Optional[int] = ..., deadline_ms: _Optional[int] = ..., soft_fail: _Optional[bool] = ...) -> None: ...
+
+class Execution(_message.Message):
+    __slots__ = ("project", "domain", "name", "node_id", "retry_attempt", "task_name")
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    DOMAIN_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    RETRY_ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    TASK_NAME_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    domain: str
+    name: str
+    node_id: str
+    retry_attempt: int
+    task_name: str
+    def __init__(self, project: _Optional[str] = ..., domain: _Optional[str] = ..., name: _Optional[str] = ..., node_id: _Optional[str] = ..., retry_attempt: _Optional[int] = ..., task_name: _Optional[str] = ...) -> None: ...
 
 class Value(_message.Message):
     __slots__ = ("string_value", "integer_value", "float_value", "bool_value", "datetime_us", "duration_us", "string_list", "null_value")

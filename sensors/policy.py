@@ -1,0 +1,178 @@
+"""The sensor policy every catalog sensor shares: when to poke, how the interval grows, when to give up.
+
+The policy travels in a template's `sensor_config` beside the sensor's own fields and is fixed at
+CreateTask. Its schedule is a pure function of the task's creation time, so a replica needs no state
+beyond resource_meta to know whether a poke is due: due pokes happen at `created + t_k`, where the
+k-th interval is `poke_interval * backoff**k`, capped at `max_poke_interval`. Both the connector and
+local runs (`pyflyte run`) use these functions.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .base import ConfigError, human_duration
+
+#: The sensor_config keys that belong to the policy rather than to the sensor.
+POLICY_FIELDS = ("poke_interval", "backoff", "max_poke_interval", "deadline", "soft_fail")
+
+
+@dataclass(frozen=True)
+class Policy:
+    """When to poke and when to stop; the defaults poke on every Get and never give up."""
+
+    #: Seconds between due pokes; None pokes on every Get.
+    poke_interval: float | None = None
+    #: Factor the interval grows by after each due poke that was not met (>= 1).
+    backoff: float = 1.0
+    #: Cap on the grown interval, seconds; None for no cap.
+    max_poke_interval: float | None = None
+    #: Seconds after CreateTask when the sensor gives up; None waits for ever.
+    deadline: float | None = None
+    #: At the deadline, succeed (output `met` false) instead of failing.
+    soft_fail: bool = False
+
+    @property
+    def is_default(self) -> bool:
+        """True when the policy changes nothing (poke on every Get, no deadline)."""
+        return self == DEFAULT
+
+    @classmethod
+    def split(cls, raw: Mapping[str, Any] | None) -> tuple[Policy, dict[str, Any]]:
+        """The policy fields of a `sensor_config` and the rest (the sensor's own config)."""
+        if raw is None:
+            return DEFAULT, {}
+        if not isinstance(raw, Mapping):
+            raise ConfigError(f"sensor_config must be a mapping, not {type(raw).__name__}.")
+        own = {k: v for k, v in raw.items() if k not in POLICY_FIELDS}
+        return cls.parse({k: raw[k] for k in POLICY_FIELDS if k in raw and raw[k] is not None}), own
+
+    @classmethod
+    def parse(cls, values: Mapping[str, Any]) -> Policy:
+        """Check and build the policy from its fields; ConfigError names the bad one."""
+        seconds = {}
+        for name in ("poke_interval", "max_poke_interval", "deadline"):
+            if name in values:
+                seconds[name] = _seconds(values[name], name)
+        backoff = values.get("backoff", 1.0)
+        if isinstance(backoff, bool) or not isinstance(backoff, int | float) or not math.isfinite(backoff):
+            raise ConfigError(f"policy field 'backoff' must be a number, not {_show(backoff)}.")
+        if backoff < 1:
+            raise ConfigError(f"policy field 'backoff' must be 1 or more, not {backoff:g}.")
+        soft_fail = values.get("soft_fail", False)
+        if not isinstance(soft_fail, bool):
+            raise ConfigError(f"policy field 'soft_fail' must be true or false, not {_show(soft_fail)}.")
+        interval, cap = seconds.get("poke_interval"), seconds.get("max_poke_interval")
+        if interval is not None and interval <= 0:
+            raise ConfigError("policy field 'poke_interval' must be more than 0 seconds.")
+        if cap is not None and interval is None:
+            raise ConfigError("policy field 'max_poke_interval' needs a 'poke_interval' to grow from.")
+        if backoff > 1 and interval is None:
+            raise ConfigError("policy field 'backoff' needs a 'poke_interval' to grow.")
+        if cap is not None and interval is not None and cap < interval:
+            raise ConfigError(
+                f"policy field 'max_poke_interval' ({cap:g}s) is below 'poke_interval' ({interval:g}s)."
+            )
+        deadline = seconds.get("deadline")
+        if deadline is not None and deadline <= 0:
+            raise ConfigError("policy field 'deadline' must be more than 0 seconds.")
+        if soft_fail and deadline is None:
+            raise ConfigError("policy field 'soft_fail' needs a 'deadline'.")
+        return cls(interval, float(backoff), cap, deadline, soft_fail)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields that differ from the default, as a sensor_config carries them."""
+        return {
+            name: getattr(self, name)
+            for name in POLICY_FIELDS
+            if getattr(self, name) != getattr(DEFAULT, name)
+        }
+
+    # -- the schedule -------------------------------------------------------------------------
+    def slot(self, elapsed: float) -> int:
+        """The index of the latest due poke at `elapsed` seconds after creation (0 before the first).
+
+        Two Gets in the same slot need one poke between them; a new slot means a poke is due.
+        """
+        interval = self.poke_interval
+        if interval is None:
+            return -1  # never remembered: every Get pokes
+        if elapsed < interval:
+            return 0
+        b, cap = self.backoff, self.max_poke_interval
+        if b == 1.0:
+            return int(elapsed // interval)
+        # Intervals grow geometrically until they reach the cap, then stay there.
+        grow_steps = math.inf if cap is None else math.ceil(math.log(cap / interval, b))
+        grown = math.inf if cap is None else interval * (b**grow_steps - 1) / (b - 1)
+        if elapsed < grown:
+            return math.floor(math.log(elapsed * (b - 1) / interval + 1, b))
+        assert cap is not None  # grown is finite only with a cap
+        return int(grow_steps + (elapsed - grown) // cap)
+
+    def next_due(self, elapsed: float) -> float | None:
+        """Seconds after creation of the next due poke after `elapsed`; None without an interval."""
+        interval = self.poke_interval
+        if interval is None:
+            return None
+        k = self.slot(elapsed) + 1
+        b, cap = self.backoff, self.max_poke_interval
+        if b == 1.0:
+            return k * interval
+        grow_steps = math.inf if cap is None else math.ceil(math.log(cap / interval, b))
+        if k <= grow_steps:
+            return interval * (b**k - 1) / (b - 1)
+        assert cap is not None
+        grown = interval * (b**grow_steps - 1) / (b - 1)
+        return grown + (k - grow_steps) * cap
+
+    def expired(self, created_at: dt.datetime, now: dt.datetime) -> bool:
+        """True once the deadline has passed."""
+        return self.deadline is not None and (now - created_at).total_seconds() >= self.deadline
+
+    def deadline_at(self, created_at: dt.datetime) -> dt.datetime | None:
+        """When the sensor gives up, if it ever does."""
+        return None if self.deadline is None else created_at + dt.timedelta(seconds=self.deadline)
+
+    def describe(self, created_at: dt.datetime) -> dict[str, Any]:
+        """The policy in the words the console shows (interval, growth, deadline as a time)."""
+        facts: dict[str, Any] = {}
+        if self.poke_interval is not None:
+            facts["poke_interval"] = human_duration(dt.timedelta(seconds=self.poke_interval))
+            if self.backoff != 1.0:
+                facts["backoff"] = self.backoff
+                if self.max_poke_interval is not None:
+                    facts["max_poke_interval"] = human_duration(dt.timedelta(seconds=self.max_poke_interval))
+        deadline = self.deadline_at(created_at)
+        if deadline is not None:
+            facts["deadline"] = deadline.isoformat(timespec="seconds").replace("+00:00", "Z")
+            facts["at_deadline"] = "succeed with met=false" if self.soft_fail else "fail"
+        return facts
+
+    def deadline_message(self, created_at: dt.datetime, awaited: str) -> str:
+        """What the task says when its deadline passes."""
+        waited = human_duration(dt.timedelta(seconds=self.deadline or 0))
+        verdict = "succeeding with met=false (soft_fail)" if self.soft_fail else "giving up"
+        return f"waited {waited} for {awaited}; its deadline passed, {verdict}."
+
+
+DEFAULT = Policy()
+
+
+def _seconds(value: Any, name: str) -> float:
+    if isinstance(value, dt.timedelta):
+        value = value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ConfigError(f"policy field {name!r} must be a number of seconds, not {_show(value)}.")
+    if value < 0:
+        raise ConfigError(f"policy field {name!r} must not be negative, not {value:g}.")
+    return float(value)
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text[:40]}{'…' if len(text) > 40 else ''}"
