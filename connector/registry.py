@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, NamedTuple
 
-from .errors import InvalidArgument, NotFound
+from .errors import InvalidArgument, NotFound, capped
 
 if TYPE_CHECKING:
     from .engines.base import Engine
@@ -50,7 +50,7 @@ class EngineRegistry:
         except KeyError:
             served = ", ".join(str(c) for c in self._engines) or "none"
             raise NotFound(
-                f"this connector does not serve task category {category}; it serves {served}."
+                f"this connector does not serve task category {capped(str(category), 80)}; it serves {served}."
             ) from None
 
     def __contains__(self, category: object) -> bool:

@@ -45,7 +45,7 @@ async def refusal(call: object) -> tuple[grpc.StatusCode, str]:
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await call  # type: ignore[misc]
     details = info.value.details() or ""
-    assert len(details) < MAX_MESSAGE, f"{len(details)}-character message: {details[:120]}..."
+    assert len(details) <= MAX_MESSAGE, f"{len(details)}-character message: {details[:120]}..."
     return info.value.code(), details
 
 
