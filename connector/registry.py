@@ -49,8 +49,9 @@ class EngineRegistry:
             return self._engines[category]
         except KeyError:
             served = ", ".join(str(c) for c in self._engines) or "none"
+            named = capped(str(category), 80)
             raise NotFound(
-                f"this connector does not serve task category {capped(str(category), 80)}; it serves {served}."
+                f"this connector does not serve task category {named}; it serves {served}."
             ) from None
 
     def __contains__(self, category: object) -> bool:
