@@ -12,6 +12,7 @@ taken, and one beyond the limit is answered RESOURCE_EXHAUSTED at once, which cl
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -38,17 +39,23 @@ class Limiter:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.active = 0
+        #: Set while no call is in progress (shutdown waits on it).
+        self.idle = asyncio.Event()
+        self.idle.set()
 
     def enter(self) -> bool:
         """Take a slot if one is free."""
         if self.limit and self.active >= self.limit:
             return False
         self.active += 1
+        self.idle.clear()
         return True
 
     def leave(self) -> None:
         """Give a slot back."""
         self.active -= 1
+        if not self.active:
+            self.idle.set()
 
 
 def _deserializer(cls: type[message.Message], method: str) -> Callable[[bytes], Any]:

@@ -71,6 +71,7 @@ class Server:
         self.metrics = Metrics()
         self.engines = build_engines(config, self.sensors, self.metrics)
         self._grpc: grpc.aio.Server | None = None
+        self.limiters: tuple[Limiter, ...] = ()
 
     async def serve(self) -> None:
         """Start, wait for a signal, shut down gracefully."""
@@ -85,20 +86,20 @@ class Server:
         loop = asyncio.get_running_loop()
         loop.set_default_executor(ThreadPoolExecutor(cfg.blocking_threads, thread_name_prefix="blocking"))
         server = grpc.aio.server(options=grpc_options(cfg))
-        self.limiter = Limiter(cfg.max_concurrent_rpcs)
+        # Agent calls are limited; discovery never is (a failed ListAgents drops our task types from
+        # propeller until its next poll). Shutdown waits for both to be idle.
+        self.limiters = (Limiter(cfg.max_concurrent_rpcs), Limiter(0))
         add_services(
             server,
             agent_pb2.DESCRIPTOR,
             {"AsyncAgentService": AsyncAgentService(self.engines, self.metrics)},
-            self.limiter,
+            self.limiters[0],
         )
-        # Discovery is never refused for load: a failed ListAgents drops our task types from propeller
-        # until its next poll.
         add_services(
             server,
             agent_pb2.DESCRIPTOR,
             {"AgentMetadataService": AgentMetadataService(self.engines)},
-            Limiter(0),
+            self.limiters[1],
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
@@ -160,11 +161,23 @@ class Server:
                 pass
         log.info("shutting down: in-flight calls get %gs", cfg.grace_period)
         if self._grpc is not None:
-            await self._grpc.stop(cfg.grace_period)
+            stopping = asyncio.ensure_future(self._grpc.stop(cfg.grace_period))
+            calls_done = asyncio.ensure_future(self._calls_done())
+            await asyncio.wait((stopping, calls_done), return_when=asyncio.FIRST_COMPLETED)
+            if not stopping.done():
+                # Every agent call has finished; what is left are streams that never end on their own
+                # (a health Watch), which would otherwise hold the exit for the whole grace period.
+                await self._grpc.stop(0)
+                await stopping
+            calls_done.cancel()
         for sensor in self.sensors:
             await sensor.close()
         self.metrics.stop()
         log.info("stopped")
+
+    async def _calls_done(self) -> None:
+        for limiter in self.limiters:
+            await limiter.idle.wait()
 
     def install_signal_handlers(self) -> None:
         """SIGTERM and SIGINT ask for a graceful exit."""
