@@ -27,9 +27,6 @@ from ..conftest import SENSOR
 T = TypeVar("T")
 SERVING = health_pb2.HealthCheckResponse.SERVING
 
-#: Status codes that mean a bug or a lost call, never acceptable from a replica that follows the protocol.
-BUGS = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN, grpc.StatusCode.CANCELLED}
-
 
 async def until(condition: Callable[[], bool], within: float, what: str) -> None:
     """Wait until `condition()` holds, polling; fail naming `what` after `within` seconds."""

@@ -101,12 +101,12 @@ async def test_a_replica_killed_mid_poll_and_restarted_costs_no_task_its_phase(
         store.put_object(Bucket=s3.bucket, Key=f"present{i}", Body=b"x")
     keys = [f"present{i}" for i in range(10)] + [f"absent{i}" for i in range(10)]
     expected = [Phase.SUCCEEDED] * 10 + [Phase.RUNNING] * 10
-    a, b = await asyncio.gather(
-        asyncio.to_thread(replica, key_file, tmp_path, slow_store),
-        asyncio.to_thread(replica, key_file, tmp_path, slow_store),
+    # The replacement starts with the others, as a surge pod would, and joins once `a` is gone: it only
+    # has the shared key in common with them, like a restarted pod.
+    a, b, restarted = await asyncio.gather(
+        *(asyncio.to_thread(replica, key_file, tmp_path, slow_store) for _ in range(3))
     )
     replicas = Replicas()
-    restarted = None
     try:
         replicas.add(a.port)
         replicas.add(b.port)
@@ -120,7 +120,6 @@ async def test_a_replica_killed_mid_poll_and_restarted_costs_no_task_its_phase(
         await replicas.remove(a.port)  # its Endpoint goes; the replacement comes up elsewhere
         assert a.proc.wait(timeout=10) == -signal.SIGKILL
 
-        restarted = replica(key_file, tmp_path, slow_store)
         replicas.add(restarted.port)
         await until(lambda: replicas.serving.get(restarted.port, False), 15, "the restarted replica serving")
         after = await asyncio.gather(*(replicas.get(m) for m in metas))
@@ -128,12 +127,11 @@ async def test_a_replica_killed_mid_poll_and_restarted_costs_no_task_its_phase(
     finally:
         await replicas.close()
         b.stop()
-        if restarted is not None:
-            restarted.stop()
+        restarted.stop()
 
     for round_ in (during, after, again):
         assert [r.phase for r in round_] == expected
     # Only the calls cut off by the kill failed, as UNAVAILABLE, and each was answered by another replica.
     assert set(replicas.errors) <= {grpc.StatusCode.UNAVAILABLE}, dict(replicas.errors)
-    assert replicas.errors[grpc.StatusCode.UNAVAILABLE] <= len(metas)
-    assert restarted is not None and replicas.calls_to[restarted.port] > 0
+    assert 0 < replicas.errors[grpc.StatusCode.UNAVAILABLE] <= len(metas), "no call was cut off by the kill"
+    assert replicas.calls_to[restarted.port] > 0
