@@ -34,7 +34,7 @@ def nested_literal(depth: int) -> bytes:
     """A Literal that is a collection of a collection of ... `depth` deep, as bytes."""
     collection = literals_pb2.Literal.DESCRIPTOR.fields_by_name["collection"].number
     items = literals_pb2.LiteralCollection.DESCRIPTOR.fields_by_name["literals"].number
-    data = literal("x").SerializeToString()
+    data: bytes = literal("x").SerializeToString()
     for _ in range(depth):
         data = _field(collection, _field(items, data))
     return data

@@ -64,7 +64,7 @@ async def test_a_2000_call_burst_at_100_concurrent_gets_only_answers_or_resource
                 try:
                     reply = await stub.GetTask(request, timeout=60)
                 except grpc.aio.AioRpcError as exc:
-                    return exc.code().name
+                    return str(exc.code().name)
                 return "answered" if reply.resource.phase == Phase.RUNNING else "wrong phase"
 
             burst = [asyncio.ensure_future(one()) for _ in range(BURST)]

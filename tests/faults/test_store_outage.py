@@ -49,7 +49,7 @@ async def test_a_store_killed_mid_run_and_restarted_fails_no_sensor(
 
         async def get(meta: bytes) -> int:
             try:
-                return (await c.get(meta)).phase
+                return int((await c.get(meta)).phase)
             except grpc.aio.AioRpcError as exc:
                 errors.append(exc.code())
                 return -1
