@@ -17,6 +17,13 @@ Outputs: flytekit's local sensor engine cannot return outputs, so tasks declare 
 `outputs=True` (or a tuple of output names) declares the catalog sensor's outputs in the task
 interface; such a task then runs locally through its own poll loop (same poke code) that fills
 them, and on a cluster the connector returns them when the sensor is met.
+
+Policy: every class takes `poke_interval`, `backoff`, `max_poke_interval`, `deadline` (seconds or
+timedelta) and `soft_fail`, checked at declaration by `sensors.policy.Policy.parse` and written into
+`sensor_config` beside the sensor's own fields. With `soft_fail` the task declares a boolean output
+`met` (False when the deadline passed) unless `met=False`; `met=True` declares it without soft_fail.
+Local runs follow the same schedule and deadline through the same Policy functions. For stock
+`flytekit.sensor.FileSensor`, `sensor_config=sensor_policy(...)` carries the policy to the connector.
 """
 
 from __future__ import annotations
@@ -36,10 +43,11 @@ from flytekit.core.interface import Interface, transform_interface_to_typed_inte
 from flytekit.core.type_engine import TypeEngine
 from flytekit.sensor.base_sensor import BaseSensor
 
-from .base import ConfigError, PokeContext, PokeResult, Sensor, TransientError
+from .base import ConfigError, PermanentError, PokeContext, PokeResult, Sensor, TransientError
 from .file import FileSensor as CatalogFileSensor
 from .glob import GlobSensor as CatalogGlobSensor
 from .http import HttpSensor as CatalogHttpSensor
+from .policy import POLICY_FIELDS, Policy
 from .time import TimeSensor as CatalogTimeSensor
 
 try:
@@ -49,14 +57,68 @@ except ImportError:  # the `sql` extra is not installed: SqlSensor says so when 
 
 log = logging.getLogger(__name__)
 
-#: Seconds between pokes when a task runs locally through its own loop (tasks with outputs).
+#: Seconds between local pokes without a `poke_interval` (flytekit's own local pace).
 LOCAL_POLL_SECONDS = 1.0
 #: The time budget of one local poke.
 LOCAL_POKE_TIMEOUT = 30.0
+#: The boolean output that says whether the sensor was met (False after a soft_fail deadline).
+MET_OUTPUT = "met"
 
-# When each local sensor execution was first poked. flytekit's local engine builds a new task object
-# for every poke, so "created" is remembered per class, config and inputs for this process.
-_first_poked: dict[str, dt.datetime] = {}
+
+class LocalClock:
+    """Time for local runs; tests swap `sensors.flytekit.local_clock` for a fake one."""
+
+    def now(self) -> dt.datetime:
+        """The current time, timezone-aware."""
+        return dt.datetime.now(dt.UTC)
+
+    def sleep(self, seconds: float) -> None:
+        """Wait between local pokes."""
+        time.sleep(seconds)
+
+
+local_clock = LocalClock()
+
+
+@dataclasses.dataclass
+class _LocalRun:
+    """What one local sensor execution remembers between flytekit's pokes (see `poke_inputs`)."""
+
+    created_at: dt.datetime
+    slot: int | None = None
+
+
+# flytekit's local engine builds a new task object for every poke, so each local execution's start
+# and last due slot are remembered per class, config and inputs for this process.
+_local_runs: dict[str, _LocalRun] = {}
+
+
+class SensorDeadlineError(PermanentError):
+    """A local run's deadline passed without the condition being met (and soft_fail was off)."""
+
+
+def sensor_policy(
+    *,
+    poke_interval: float | dt.timedelta | None = None,
+    backoff: float | None = None,
+    max_poke_interval: float | dt.timedelta | None = None,
+    deadline: float | dt.timedelta | None = None,
+    soft_fail: bool | None = None,
+) -> SensorConfigDict:
+    """A `sensor_config` holding only the policy, for stock flytekit sensors:
+
+        FileSensor(name="wait", sensor_config=sensor_policy(poke_interval=300, deadline=6 * 3600))
+
+    The connector honours it; stock flytekit's local run ignores any sensor_config.
+    """
+    given = {
+        "poke_interval": poke_interval,
+        "backoff": backoff,
+        "max_poke_interval": max_poke_interval,
+        "deadline": deadline,
+        "soft_fail": soft_fail,
+    }
+    return SensorConfigDict(Policy.parse({k: v for k, v in given.items() if v is not None}).to_dict())
 
 
 class SensorConfigDict:
@@ -108,81 +170,152 @@ class CatalogSensorTask(BaseSensor):  # type: ignore[misc]  # flytekit is untype
         config: Mapping[str, Any] | None = None,
         *,
         outputs: bool | Sequence[str] = False,
+        met: bool | None = None,
         **kwargs: Any,
     ) -> None:
         fields = {f.name for f in dataclasses.fields(self.catalog.config_type)}
         values = dict(config or {})
-        values.update({k: kwargs.pop(k) for k in list(kwargs) if k in fields})
+        values.update({k: kwargs.pop(k) for k in list(kwargs) if k in fields or k in POLICY_FIELDS})
         # flytekit's task classes swallow unknown keywords, so a misspelt config field would vanish.
         unknown = sorted(set(kwargs) - _task_keywords())
         if unknown:
             raise ConfigError(
                 f"{self.catalog.name} has no config field {', '.join(unknown)}; "
-                f"it takes {', '.join(sorted(fields)) or 'none'} (and flytekit task options)."
+                f"it takes {', '.join(sorted(fields)) or 'none'}, the policy "
+                f"({', '.join(POLICY_FIELDS)}) and flytekit task options."
             )
+        # Fails here, at declaration, with the same sentences the connector would give at Create.
+        self.policy, own = Policy.split(values)
+        self.catalog_config = self.catalog.parse_config(own)
         if outputs is True:
             names = tuple(self.catalog.outputs)
         elif outputs is False:
             names = ()
         else:
             names = tuple(outputs)
-        unknown = [n for n in names if n not in self.catalog.outputs]
+        offered = {**self.catalog.outputs, MET_OUTPUT: bool}
+        unknown = [n for n in names if n not in offered]
         if unknown:
-            offered = ", ".join(self.catalog.outputs) or "none"
-            raise ValueError(f"{self.catalog.name} has no output {', '.join(unknown)}; it offers {offered}.")
-        # Fails here, at declaration, with the same sentence the connector would give at Create.
-        self.catalog_config = self.catalog.parse_config(values)
+            raise ValueError(
+                f"{self.catalog.name} has no output {', '.join(unknown)}; it offers {', '.join(offered)}."
+            )
+        if met if met is not None else self.policy.soft_fail:
+            names = (*(n for n in names if n != MET_OUTPUT), MET_OUTPUT)
+        if self.policy.soft_fail and len(names) > 1:
+            # A soft-failed sensor has nothing to put in them; the connector would fail the task then.
+            raise ConfigError(
+                f"{self.catalog.name} with soft_fail can declare only the output {MET_OUTPUT!r}: "
+                f"at the deadline there is no value for {', '.join(n for n in names if n != MET_OUTPUT)}."
+            )
         self.output_names = names
-        super().__init__(name=name, sensor_config=SensorConfigDict(values) if values else None, **kwargs)
+        serialized = {**own, **self.policy.to_dict()}
+        sensor_config = SensorConfigDict(serialized) if serialized else None
+        super().__init__(name=name, sensor_config=sensor_config, **kwargs)
         if names:
             interface = Interface(
                 inputs=self.python_interface.inputs_with_defaults,
-                outputs={n: self.catalog.outputs[n] for n in names},
+                outputs={n: offered[n] for n in names},
             )
             self._python_interface = interface
             self._interface = transform_interface_to_typed_interface(
                 interface, allow_partial_artifact_id_binding=True
             )
 
-    async def poke_once(self, inputs: Mapping[str, Any]) -> PokeResult:
-        """One poke of the catalog sensor, exactly as the connector would do it."""
+    def _prepared(self, inputs: Mapping[str, Any]) -> tuple[Any, dict[str, Any]]:
         checked = self.catalog.check_inputs(dict(inputs))
-        config = self.catalog.prepare(self.catalog_config, checked, self.output_names)
-        key = f"{self.catalog.name}|{config!r}|{sorted(checked.items())!r}"
-        created_at = _first_poked.setdefault(key, dt.datetime.now(dt.UTC))
+        sensor_outputs = tuple(n for n in self.output_names if n != MET_OUTPUT)
+        return self.catalog.prepare(self.catalog_config, checked, sensor_outputs), checked
+
+    async def poke_once(self, inputs: Mapping[str, Any], created_at: dt.datetime | None = None) -> PokeResult:
+        """One poke of the catalog sensor, exactly as the connector would do it."""
+        config, checked = self._prepared(inputs)
+        if created_at is None:
+            created_at = self._local_run(config, checked).created_at
         ctx = PokeContext(created_at=created_at, timeout=LOCAL_POKE_TIMEOUT)
         async with asyncio.timeout(LOCAL_POKE_TIMEOUT):
             return await self.catalog(config).poke(checked, ctx)
 
+    def _local_run(self, config: Any, checked: Mapping[str, Any]) -> _LocalRun:
+        key = f"{self.catalog.name}|{config!r}|{self.policy!r}|{sorted(checked.items())!r}"
+        return _local_runs.setdefault(key, _LocalRun(local_clock.now()))
+
     async def poke_inputs(self, **inputs: Any) -> bool:
-        """flytekit's `poke` contract: True once met; a transient failure means not yet."""
+        """flytekit's `poke` contract: True once met; a transient failure means not yet.
+
+        flytekit's local engine calls this about once a second; the policy decides which calls poke,
+        and past the deadline the run fails (or, with soft_fail, succeeds).
+        """
+        config, checked = self._prepared(inputs)
+        run = self._local_run(config, checked)
+        now = local_clock.now()
+        expired = self.policy.expired(run.created_at, now)
+        slot = self.policy.slot((now - run.created_at).total_seconds())
+        if not expired and slot != -1 and slot == run.slot:
+            return False  # not due: the connector would answer its last outcome without poking
+        run.slot = slot
         try:
-            result = await self.poke_once(inputs)
+            result = await self.poke_once(inputs, run.created_at)
         except TransientError as exc:
             log.warning("%s: %s", self.catalog.name, exc)
-            return False
-        log.info("%s: %s", self.catalog.name, result.message)
-        return result.met
+            met = False
+        else:
+            log.info("%s: %s", self.catalog.name, result.message)
+            met = result.met
+        if met or not expired:
+            return met
+        return self._at_deadline(run.created_at, inputs)
+
+    def _at_deadline(self, created_at: dt.datetime, inputs: Mapping[str, Any]) -> bool:
+        """Past the deadline and not met: raise SensorDeadlineError, or True (succeed) with soft_fail."""
+        config, checked = self._prepared(inputs)
+        facts = self.catalog(config).describe(checked)
+        first = next(iter(facts.items()), ("sensor", self.catalog.name))
+        awaited = first[1] if isinstance(first[1], str) else f"{first[0]} {first[1]}"
+        message = self.policy.deadline_message(created_at, str(awaited)[:200])
+        if not self.policy.soft_fail:
+            raise SensorDeadlineError(message)
+        log.warning("%s: %s", self.catalog.name, message)
+        return True
 
     def execute(self, **kwargs: Any) -> Any:
-        """Local run. Without outputs, flytekit's sensor engine; with outputs, a poll loop that fills them."""
-        if not self.output_names:
+        """Local run: flytekit's sensor engine for a plain sensor, else a poll loop following the policy."""
+        if not self.output_names and self.policy.is_default:
             return super().execute(**kwargs)
+        values = self.run_locally(kwargs)
+        ctx = FlyteContextManager.current_context()
+        return TypeEngine.dict_to_literal_map(ctx, values, self.python_interface.outputs)
+
+    def run_locally(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        """Poke until met, waiting as the policy says between pokes; the declared outputs' values.
+
+        The same schedule as on a cluster (`Policy.next_due` from the start of this run), with one
+        last poke at the deadline; then SensorDeadlineError, or with soft_fail `met=False`.
+        """
         from flytekit.extend.backend.base_connector import local_connector_loop
 
+        policy = self.policy
+        created_at = local_clock.now()
         while True:
+            now = local_clock.now()
+            expired = policy.expired(created_at, now)
             try:
-                result = local_connector_loop.run_until_complete(self.poke_once(kwargs))
+                result = local_connector_loop.run_until_complete(self.poke_once(inputs, created_at))
             except TransientError as exc:
                 log.warning("%s: %s", self.catalog.name, exc)
             else:
                 if result.met:
-                    break
+                    return {n: True if n == MET_OUTPUT else result.outputs[n] for n in self.output_names}
                 log.info("%s: %s", self.catalog.name, result.message)
-            time.sleep(LOCAL_POLL_SECONDS)
-        values = {n: result.outputs[n] for n in self.output_names}
-        ctx = FlyteContextManager.current_context()
-        return TypeEngine.dict_to_literal_map(ctx, values, self.python_interface.outputs)
+            if expired:
+                self._at_deadline(created_at, inputs)  # raises unless soft_fail
+                return dict.fromkeys(self.output_names, False)
+            elapsed = (now - created_at).total_seconds()
+            due = policy.next_due(elapsed)
+            wake = elapsed + LOCAL_POLL_SECONDS if due is None else due
+            if policy.deadline is not None:
+                wake = min(wake, policy.deadline)
+            # Measured after the poke, so a slow poke does not push the schedule back.
+            local_clock.sleep(max(0.0, wake - (local_clock.now() - created_at).total_seconds()))
 
 
 class FileSensor(CatalogSensorTask):

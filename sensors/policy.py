@@ -19,6 +19,11 @@ from .base import ConfigError, human_duration
 
 #: The sensor_config keys that belong to the policy rather than to the sensor.
 POLICY_FIELDS = ("poke_interval", "backoff", "max_poke_interval", "deadline", "soft_fail")
+#: Longest duration a policy field may hold (ten years): beyond it datetimes overflow, and no
+#: Flyte execution waits that long.
+MAX_SECONDS = 3650 * 86400.0
+#: Largest backoff factor: past it the schedule is one poke and then the cap, and floats overflow.
+MAX_BACKOFF = 100.0
 
 
 @dataclass(frozen=True)
@@ -61,14 +66,14 @@ class Policy:
         backoff = values.get("backoff", 1.0)
         if isinstance(backoff, bool) or not isinstance(backoff, int | float) or not math.isfinite(backoff):
             raise ConfigError(f"policy field 'backoff' must be a number, not {_show(backoff)}.")
-        if backoff < 1:
-            raise ConfigError(f"policy field 'backoff' must be 1 or more, not {backoff:g}.")
+        if not 1 <= backoff <= MAX_BACKOFF:
+            raise ConfigError(f"policy field 'backoff' must be from 1 to {MAX_BACKOFF:g}, not {backoff:g}.")
         soft_fail = values.get("soft_fail", False)
         if not isinstance(soft_fail, bool):
             raise ConfigError(f"policy field 'soft_fail' must be true or false, not {_show(soft_fail)}.")
         interval, cap = seconds.get("poke_interval"), seconds.get("max_poke_interval")
         if interval is not None and interval <= 0:
-            raise ConfigError("policy field 'poke_interval' must be more than 0 seconds.")
+            raise ConfigError("policy field 'poke_interval' must be at least 0.001 seconds.")
         if cap is not None and interval is None:
             raise ConfigError("policy field 'max_poke_interval' needs a 'poke_interval' to grow from.")
         if backoff > 1 and interval is None:
@@ -79,7 +84,7 @@ class Policy:
             )
         deadline = seconds.get("deadline")
         if deadline is not None and deadline <= 0:
-            raise ConfigError("policy field 'deadline' must be more than 0 seconds.")
+            raise ConfigError("policy field 'deadline' must be at least 0.001 seconds.")
         if soft_fail and deadline is None:
             raise ConfigError("policy field 'soft_fail' needs a 'deadline'.")
         return cls(interval, float(backoff), cap, deadline, soft_fail)
@@ -93,42 +98,69 @@ class Policy:
         }
 
     # -- the schedule -------------------------------------------------------------------------
+    # Due poke k happens `start(k)` seconds after creation: start(0) = 0 (the first Get pokes), and
+    # the gap before poke k+1 is interval * backoff**k, capped. The closed forms below are only
+    # estimates under floating point; `slot` corrects them against `start` so a boundary such as
+    # exactly 30 s with 10 s doubling lands in the right slot.
+    def _grow_steps(self) -> float:
+        """How many gaps are shorter than the cap (math.inf without a cap or growth)."""
+        interval, b, cap = self.poke_interval, self.backoff, self.max_poke_interval
+        if interval is None or cap is None or b == 1.0:
+            return math.inf
+        g = max(0, math.ceil(math.log(cap / interval) / math.log(b)))
+        while g > 0 and interval * b ** (g - 1) >= cap:
+            g -= 1
+        while interval * b**g < cap:
+            g += 1
+        return g
+
+    def start(self, k: int) -> float:
+        """Seconds after creation of due poke `k` (0, then one interval later, growing by backoff)."""
+        interval = self.poke_interval
+        if interval is None or k <= 0:
+            return 0.0
+        b = self.backoff
+        if b == 1.0:
+            return k * interval
+        g = self._grow_steps()
+        if k <= g:
+            return interval * (b**k - 1) / (b - 1)
+        assert self.max_poke_interval is not None  # g is finite only with a cap
+        g = int(g)
+        return interval * (b**g - 1) / (b - 1) + (k - g) * self.max_poke_interval
+
     def slot(self, elapsed: float) -> int:
-        """The index of the latest due poke at `elapsed` seconds after creation (0 before the first).
+        """The index of the latest due poke at `elapsed` seconds after creation (0 before the second).
 
         Two Gets in the same slot need one poke between them; a new slot means a poke is due.
+        -1 without an interval: nothing is remembered and every Get pokes.
         """
         interval = self.poke_interval
         if interval is None:
-            return -1  # never remembered: every Get pokes
+            return -1
         if elapsed < interval:
             return 0
-        b, cap = self.backoff, self.max_poke_interval
+        b, g = self.backoff, self._grow_steps()
         if b == 1.0:
-            return int(elapsed // interval)
-        # Intervals grow geometrically until they reach the cap, then stay there.
-        grow_steps = math.inf if cap is None else math.ceil(math.log(cap / interval, b))
-        grown = math.inf if cap is None else interval * (b**grow_steps - 1) / (b - 1)
-        if elapsed < grown:
-            return math.floor(math.log(elapsed * (b - 1) / interval + 1, b))
-        assert cap is not None  # grown is finite only with a cap
-        return int(grow_steps + (elapsed - grown) // cap)
+            k = int(elapsed // interval)
+        else:
+            grown = self.start(int(g)) if g != math.inf else math.inf
+            if elapsed < grown:
+                k = math.floor(math.log(elapsed * (b - 1) / interval + 1) / math.log(b))
+            else:
+                assert self.max_poke_interval is not None
+                k = int(g + (elapsed - grown) // self.max_poke_interval)
+        while k > 0 and self.start(k) > elapsed:
+            k -= 1
+        while self.start(k + 1) <= elapsed:
+            k += 1
+        return k
 
     def next_due(self, elapsed: float) -> float | None:
         """Seconds after creation of the next due poke after `elapsed`; None without an interval."""
-        interval = self.poke_interval
-        if interval is None:
+        if self.poke_interval is None:
             return None
-        k = self.slot(elapsed) + 1
-        b, cap = self.backoff, self.max_poke_interval
-        if b == 1.0:
-            return k * interval
-        grow_steps = math.inf if cap is None else math.ceil(math.log(cap / interval, b))
-        if k <= grow_steps:
-            return interval * (b**k - 1) / (b - 1)
-        assert cap is not None
-        grown = interval * (b**grow_steps - 1) / (b - 1)
-        return grown + (k - grow_steps) * cap
+        return self.start(self.slot(elapsed) + 1)
 
     def expired(self, created_at: dt.datetime, now: dt.datetime) -> bool:
         """True once the deadline has passed."""
@@ -170,7 +202,10 @@ def _seconds(value: Any, name: str) -> float:
         raise ConfigError(f"policy field {name!r} must be a number of seconds, not {_show(value)}.")
     if value < 0:
         raise ConfigError(f"policy field {name!r} must not be negative, not {value:g}.")
-    return float(value)
+    if value > MAX_SECONDS:
+        raise ConfigError(f"policy field {name!r} must be at most {MAX_SECONDS:.0f} seconds (ten years).")
+    # resource_meta keeps milliseconds: round now so the connector, local runs and the console agree.
+    return round(value * 1000) / 1000
 
 
 def _show(value: Any) -> str:

@@ -52,7 +52,7 @@ _AFTER_DEADLINE = -2
 class PokeOutcome:
     """One poke, as the engine saw it."""
 
-    #: met | waiting | transient | timeout | failed | error
+    #: met | waiting | transient | timeout | failed | error | soft_failed (deadline passed, soft_fail)
     kind: str
     message: str
     started_at: dt.datetime
@@ -63,7 +63,10 @@ class PokeOutcome:
     @property
     def phase(self) -> int:
         """The Flyte task phase this outcome means."""
-        phase: int = {"met": Phase.SUCCEEDED, "failed": Phase.FAILED}.get(self.kind, Phase.RUNNING)
+        succeeded, failed = Phase.SUCCEEDED, Phase.FAILED
+        phase: int = {"met": succeeded, "soft_failed": succeeded, "failed": failed}.get(
+            self.kind, Phase.RUNNING
+        )
         return phase
 
 
@@ -264,8 +267,7 @@ class SensorEngine(Engine):
         ident = task_id(resource_meta)
         extra = {"operation": "get", "category": str(self.category), "sensor": state.sensor, "task": ident}
         extra |= state.execution.log_fields()
-        awaited = ", ".join(str(v) for v in facts.values()) or state.sensor
-        return Task(state, sensor, ident, extra, base, awaited[:200])
+        return Task(state, sensor, ident, extra, base, _awaited(facts, state.sensor))
 
     async def poke(self, state: SensorState, sensor: Sensor[Any]) -> PokeOutcome:
         """Poke once within the poke timeout and sort the outcome."""
@@ -317,7 +319,7 @@ class SensorEngine(Engine):
                 self.on_event("remembered", state.sensor)
             return task.memo[1]
         outcome, outputs = self._settle(state, task.sensor, await self.poke(state, task.sensor))
-        if expired and outcome.kind != "met":
+        if expired and outcome.kind not in ("met", "failed"):  # a permanent failure stays one
             outcome, outputs = self._deadline(task, outcome)
         self._log_outcome(task, outcome)
         resource = self.resource(task, outcome, outputs)
@@ -332,14 +334,15 @@ class SensorEngine(Engine):
             message = f"{message} The last poke said: {last.message}"
         if not state.policy.soft_fail:
             return replace(last, kind="failed", message=message), None
+        # Propeller reads outputs.pb when declared outputs are absent: never succeed without them.
+        missing = [name for name in state.outputs if name != MET_OUTPUT]
+        if missing:
+            message = f"{message} Output {', '.join(missing)} cannot be given: the sensor was not met."
+            return replace(last, kind="failed", message=message), None
         outputs = None
         if MET_OUTPUT in state.outputs:
             outputs = literals.outputs_map({MET_OUTPUT: False}, {MET_OUTPUT: bool})
-            missing = [name for name in state.outputs if name != MET_OUTPUT]
-            if missing:
-                message = f"{message} Output {', '.join(missing)} cannot be given: the sensor was not met."
-                return replace(last, kind="failed", message=message), None
-        return replace(last, kind="met", message=message, outputs={}), outputs
+        return replace(last, kind="soft_failed", message=message, outputs={}), outputs
 
     def _unservable(self, resource_meta: bytes, task: Unservable) -> agent_pb2.Resource:
         if self.on_event is not None:
@@ -381,7 +384,7 @@ class SensorEngine(Engine):
         fields["last_poke"].string_value = outcome.started_at.isoformat(timespec="seconds")
         if outcome.details:
             fields["details"].struct_value.update(_jsonable(outcome.details))
-        if outputs is not None and outcome.kind == "met":
+        if outputs is not None and outcome.phase == Phase.SUCCEEDED:
             resource.outputs.CopyFrom(outputs)
         if outcome.kind == "failed":
             resource.agent_error.CopyFrom(_SENSOR_FAILED)
@@ -458,6 +461,14 @@ _SENSOR_FAILED = agent_pb2.AgentError(
     kind=agent_pb2.AgentError.NON_RECOVERABLE,
     origin=execution_pb2.ExecutionError.USER,
 )
+
+
+def _awaited(facts: Mapping[str, Any], sensor: str) -> str:
+    """The main thing a sensor awaits, for messages: its first fact (`s3://bucket/x`, `delay 30`)."""
+    for key, value in facts.items():
+        text = value if isinstance(value, str) else f"{key} {_jsonable(value)}"
+        return text[:200]
+    return sensor
 
 
 def _jsonable(value: Any) -> Any:

@@ -1,0 +1,635 @@
+// Package propeller drives live `sensor-connector serve` processes through flytepropeller's own
+// connector plugin (flyteplugins v1.16.8, go/tasks/plugins/webapi/connector), loaded through the plugin
+// registry so the webapi core, its AutoRefresh cache, resync loop and state codec are flyte's code.
+// Only the task execution context (tctx_test.go) is written here.
+package propeller
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	idlcore "github.com/flyteorg/flyte/flyteidl/gen/pb-go/flyteidl/core"
+	"github.com/flyteorg/flyte/flyteplugins/go/tasks/pluginmachinery"
+	pluginsCore "github.com/flyteorg/flyte/flyteplugins/go/tasks/pluginmachinery/core"
+	"github.com/flyteorg/flyte/flyteplugins/go/tasks/pluginmachinery/ioutils"
+	"github.com/flyteorg/flyte/flyteplugins/go/tasks/pluginmachinery/webapi"
+	"github.com/flyteorg/flyte/flyteplugins/go/tasks/plugins/webapi/connector"
+	"github.com/flyteorg/flyte/flytestdlib/config"
+	"github.com/flyteorg/flyte/flytestdlib/contextutils"
+	"github.com/flyteorg/flyte/flytestdlib/logger"
+	"github.com/flyteorg/flyte/flytestdlib/promutils"
+	"github.com/flyteorg/flyte/flytestdlib/promutils/labeled"
+	"github.com/flyteorg/flyte/flytestdlib/storage"
+)
+
+// resync is webApi.caching.resyncInterval. The webapi core refuses anything under 5 s
+// (minSyncDuration in pluginmachinery/internal/webapi/core.go), so this is the fastest propeller polls.
+const resync = 5 * time.Second
+
+// slack covers one Get round trip, a Handle round and a slow CI machine.
+const slack = 3 * time.Second
+
+type harness struct {
+	store *storage.DataStore
+	entry pluginsCore.PluginEntry
+	ep    *endpoints
+	env   []string
+	dir   string
+	key   signingKey
+	loads atomic.Int32
+}
+
+// load builds a plugin instance from the registry entry as propeller's task handler does at start-up;
+// cancelling the returned func stops its cache (a propeller restart).
+func (h *harness) load(t *testing.T) (pluginsCore.Plugin, context.CancelFunc) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	scope := promutils.NewScope(fmt.Sprintf("interop_load_%d", h.loads.Add(1)))
+	p, err := pluginsCore.LoadPlugin(ctx, setupContext{scope: scope}, h.entry)
+	if err != nil {
+		cancel()
+		t.Fatalf("load %s: %v", h.entry.ID, err)
+	}
+	t.Cleanup(cancel)
+	return p, cancel
+}
+
+// round is one propeller evaluation of the task: Handle, then keep the state it wrote.
+func (h *harness) round(ctx context.Context, p pluginsCore.Plugin, tk *task) (pluginsCore.PhaseInfo, error) {
+	c := h.contextFor(tk)
+	tr, err := p.Handle(ctx, c)
+	if err != nil {
+		return pluginsCore.PhaseInfo{}, err
+	}
+	c.commit()
+	return tr.Info(), nil
+}
+
+func describe(info pluginsCore.PhaseInfo) string {
+	s := info.Phase().String()
+	if info.Reason() != "" {
+		s += " (" + info.Reason() + ")"
+	}
+	if e := info.Err(); e != nil {
+		s += fmt.Sprintf(" [%s %s: %s]", e.GetKind(), e.GetCode(), e.GetMessage())
+	}
+	return s
+}
+
+// until runs rounds until `want` holds; a terminal phase that is not wanted fails at once.
+func (h *harness) until(t *testing.T, p pluginsCore.Plugin, tk *task, within time.Duration, what string,
+	want func(pluginsCore.PhaseInfo) bool) pluginsCore.PhaseInfo {
+	t.Helper()
+	var last pluginsCore.PhaseInfo
+	eventually(t, within, tk.name+": "+what, func() (bool, string) {
+		info, err := h.round(context.Background(), p, tk)
+		if err != nil {
+			t.Fatalf("%s: Handle: %v", tk.name, err)
+		}
+		last = info
+		if want(info) {
+			return true, ""
+		}
+		if info.Phase().IsTerminal() {
+			t.Fatalf("%s: %s, waiting for %s", tk.name, describe(info), what)
+		}
+		return false, describe(info)
+	})
+	return last
+}
+
+func is(phase pluginsCore.Phase) func(pluginsCore.PhaseInfo) bool {
+	return func(i pluginsCore.PhaseInfo) bool { return i.Phase() == phase }
+}
+
+func str(s string) *idlcore.Literal {
+	return &idlcore.Literal{Value: &idlcore.Literal_Scalar{Scalar: &idlcore.Scalar{
+		Value: &idlcore.Scalar_Primitive{Primitive: &idlcore.Primitive{Value: &idlcore.Primitive_StringValue{StringValue: s}}}}}}
+}
+
+// optionalDatetime is an Optional[datetime] value as flytekit sends it: a union holding the datetime variant.
+func optionalDatetime(at time.Time) *idlcore.Literal {
+	value := &idlcore.Literal{Value: &idlcore.Literal_Scalar{Scalar: &idlcore.Scalar{
+		Value: &idlcore.Scalar_Primitive{Primitive: &idlcore.Primitive{
+			Value: &idlcore.Primitive_Datetime{Datetime: timestamppb.New(at)}}}}}}
+	variant := &idlcore.LiteralType{Type: &idlcore.LiteralType_Simple{Simple: idlcore.SimpleType_DATETIME},
+		Structure: &idlcore.TypeStructure{Tag: "datetime"}}
+	return &idlcore.Literal{Value: &idlcore.Literal_Scalar{Scalar: &idlcore.Scalar{
+		Value: &idlcore.Scalar_Union{Union: &idlcore.Union{Value: value, Type: variant}}}}}
+}
+
+func inputs(kv ...interface{}) *idlcore.LiteralMap {
+	m := &idlcore.LiteralMap{Literals: map[string]*idlcore.Literal{}}
+	for i := 0; i < len(kv); i += 2 {
+		m.Literals[kv[i].(string)] = kv[i+1].(*idlcore.Literal)
+	}
+	return m
+}
+
+// outputsOf reads what the plugin wrote through the output writer (outputs.pb under the output prefix).
+func (h *harness) outputsOf(t *testing.T, tk *task) *idlcore.LiteralMap {
+	t.Helper()
+	ctx := context.Background()
+	path := ioutils.NewRemoteFileOutputPaths(ctx, h.store, tk.outputs, nil).GetOutputPath()
+	var m idlcore.LiteralMap
+	if err := h.store.ReadProtobuf(ctx, path, &m); err != nil {
+		t.Fatalf("%s: read %s: %v", tk.name, path, err)
+	}
+	return &m
+}
+
+func touch(t *testing.T, path string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte("part\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// python runs a snippet with the repo's interpreter (SQLite setup; Go has no SQLite without cgo).
+func python(t *testing.T, code string, args ...string) {
+	t.Helper()
+	py := filepath.Join(repoRoot(t), ".venv", "bin", "python")
+	out, err := exec.Command(py, append([]string{"-c", code}, args...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("python: %v\n%s", err, out)
+	}
+}
+
+func TestConnectorPlugin(t *testing.T) {
+	level := logger.WarnLevel
+	if os.Getenv("INTEROP_DEBUG") != "" {
+		level = logger.DebugLevel
+	}
+	if err := logger.SetConfig(&logger.Config{Level: level}); err != nil {
+		t.Fatal(err)
+	}
+	// As propeller's main does before anything records labeled metrics.
+	labeled.SetMetricKeys(contextutils.ProjectKey, contextutils.DomainKey, contextutils.WorkflowIDKey, contextutils.TaskIDKey)
+	dir := t.TempDir()
+	db := filepath.Join(dir, "sales.db")
+	python(t, "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.execute('create table sales (day text)'); c.commit()", db)
+	h := &harness{
+		ep:  newEndpoints("interop"),
+		dir: dir,
+		key: newSigningKey(t, dir, "key-a"),
+		env: []string{
+			"SENSOR_CONNECTOR_HTTP_ALLOW_HOSTS=127.0.0.1",
+			"SENSOR_CONNECTOR_SECRET_SALES_DB_URL=sqlite:///" + db,
+		},
+	}
+	var err error
+	h.store, err = storage.NewDataStore(&storage.Config{Type: storage.TypeMemory}, promutils.NewScope("interop_store"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	primary := startReplica(t, "main", h.env, []signingKey{h.key})
+	h.ep.Set(primary.addr)
+
+	// Propeller's connector-service section: our connector only under `connectors`, no default endpoint,
+	// no connectorForTaskTypes, no supportedTaskTypes: routing can only come from ListAgents.
+	cfg := &connector.Config{
+		WebAPI: webapi.PluginConfig{
+			ReadRateLimiter:  webapi.RateLimiterConfig{QPS: 100, Burst: 100},
+			WriteRateLimiter: webapi.RateLimiterConfig{QPS: 100, Burst: 100},
+			Caching: webapi.CachingConfig{Size: 1000, ResyncInterval: config.Duration{Duration: resync},
+				Workers: 10, MaxSystemFailures: 5},
+		},
+		DefaultConnector: connector.Deployment{Insecure: true, DefaultTimeout: config.Duration{Duration: 10 * time.Second}},
+		ConnectorDeployments: map[string]*connector.Deployment{
+			"sensors": {
+				Endpoint:             h.ep.Target(),
+				Insecure:             true,
+				DefaultServiceConfig: `{"loadBalancingConfig": [{"round_robin":{}}]}`,
+				DefaultTimeout:       config.Duration{Duration: 10 * time.Second},
+			},
+		},
+		ConnectorForTaskTypes: map[string]string{},
+		PollInterval:          config.Duration{Duration: 10 * time.Second},
+	}
+	if err := connector.SetConfig(cfg); err != nil {
+		t.Fatal(err)
+	}
+	service := &connector.ConnectorService{}
+	connector.RegisterConnectorPlugin(service)
+	for _, e := range pluginmachinery.PluginRegistry().GetCorePlugins() {
+		if e.ID == connector.ID {
+			h.entry = e
+		}
+	}
+	if h.entry.ID == "" {
+		t.Fatalf("no %q plugin in propeller's plugin registry", connector.ID)
+	}
+	plugin, _ := h.load(t)
+	fileTemplate := loadTemplate(t, filepath.Join(repoRoot(t), "tests", "vectors", "file_sensor.json"))
+
+	t.Run("discovery", func(t *testing.T) {
+		if !slices.Equal(h.entry.RegisteredTaskTypes, []string{"sensor"}) {
+			t.Fatalf("registry entry handles %v, want [sensor] from ListAgents", h.entry.RegisteredTaskTypes)
+		}
+		if !service.ContainTaskType("sensor") {
+			t.Fatal("ConnectorService does not list sensor")
+		}
+		// With no default endpoint, a sensor Create succeeds only if the ListAgents registry routed
+		// sensor v0 to the `sensors` deployment.
+		if fileTemplate.GetType() != "sensor" || fileTemplate.GetTaskTypeVersion() != 0 {
+			t.Fatalf("stock flytekit FileSensor template is %s v%d", fileTemplate.GetType(), fileTemplate.GetTaskTypeVersion())
+		}
+		tk := h.newTask(t, "discovery", fileTemplate, inputs("path", str(filepath.Join(dir, "never"))))
+		h.until(t, plugin, tk, resync+slack, "Running", is(pluginsCore.PhaseRunning))
+		if m := tk.meta(t); m.TaskCategory.GetName() != "sensor" || m.TaskCategory.GetVersion() != 0 {
+			t.Fatalf("resource_meta category %v", &m.TaskCategory)
+		}
+		if err := plugin.Abort(context.Background(), h.contextFor(tk)); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	t.Run("lifecycle", func(t *testing.T) {
+		// Each sensor: Create, a first Get (RUNNING), the condition made true, SUCCEEDED on a later resync.
+		t.Run("FileSensor", func(t *testing.T) {
+			t.Parallel()
+			path := filepath.Join(dir, "file", "ready.csv")
+			tk := h.newTask(t, "file", fileTemplate, inputs("path", str(path)))
+			h.until(t, plugin, tk, resync+slack, "Running", is(pluginsCore.PhaseRunning))
+			touch(t, path)
+			h.until(t, plugin, tk, resync+slack, "Success", is(pluginsCore.PhaseSuccess))
+		})
+		t.Run("GlobSensor", func(t *testing.T) {
+			t.Parallel()
+			tmpl := loadTemplate(t, filepath.Join("testdata", "glob_sensor.json"))
+			day := filepath.Join(dir, "day=2026-11-24")
+			tk := h.newTask(t, "glob", tmpl, inputs("pattern", str(filepath.Join(day, "*.parquet"))))
+			h.until(t, plugin, tk, resync+slack, "Running", is(pluginsCore.PhaseRunning))
+			want := []string{filepath.Join(day, "part-0.parquet"), filepath.Join(day, "part-1.parquet")}
+			for _, p := range want {
+				touch(t, p)
+			}
+			touch(t, filepath.Join(day, "_SUCCESS"))
+			h.until(t, plugin, tk, resync+slack, "Success", is(pluginsCore.PhaseSuccess))
+			var got []string
+			for _, l := range h.outputsOf(t, tk).GetLiterals()["paths"].GetCollection().GetLiterals() {
+				got = append(got, strings.TrimPrefix(l.GetScalar().GetPrimitive().GetStringValue(), "file://"))
+			}
+			sort.Strings(got)
+			if !slices.Equal(got, want) {
+				t.Fatalf("outputs paths %v, want %v", got, want)
+			}
+		})
+		t.Run("TimeSensor", func(t *testing.T) {
+			t.Parallel()
+			tmpl := loadTemplate(t, filepath.Join("testdata", "time_sensor.json"))
+			at := time.Now().Add(2 * time.Second)
+			tk := h.newTask(t, "time", tmpl, inputs("at", optionalDatetime(at)))
+			h.until(t, plugin, tk, 2*resync+slack, "Success", is(pluginsCore.PhaseSuccess))
+			if now := time.Now(); now.Before(at) {
+				t.Fatalf("succeeded at %s, before %s", now, at)
+			}
+		})
+		t.Run("HttpSensor", func(t *testing.T) {
+			t.Parallel()
+			var ready atomic.Bool
+			web := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+				w.Header().Set("Content-Type", "application/json")
+				if ready.Load() {
+					_, _ = w.Write([]byte(`{"status": "ready"}`))
+				} else {
+					_, _ = w.Write([]byte(`{"status": "starting"}`))
+				}
+			}))
+			defer web.Close()
+			tmpl := loadTemplate(t, filepath.Join("testdata", "http_sensor.json"))
+			tk := h.newTask(t, "http", tmpl, inputs("url", str(web.URL+"/health")))
+			h.until(t, plugin, tk, resync+slack, "Running", is(pluginsCore.PhaseRunning))
+			ready.Store(true)
+			h.until(t, plugin, tk, resync+slack, "Success", is(pluginsCore.PhaseSuccess))
+			status := h.outputsOf(t, tk).GetLiterals()["status"].GetScalar().GetPrimitive().GetInteger()
+			if status != 200 {
+				t.Fatalf("outputs status %d, want 200", status)
+			}
+		})
+		t.Run("SqlSensor", func(t *testing.T) {
+			t.Parallel()
+			tmpl := loadTemplate(t, filepath.Join("testdata", "sql_sensor.json"))
+			query := "select count(*) > 0 from sales where day = '2026-11-24'"
+			tk := h.newTask(t, "sql", tmpl, inputs("query", str(query)))
+			h.until(t, plugin, tk, resync+slack, "Running", is(pluginsCore.PhaseRunning))
+			python(t, "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.execute(\"insert into sales values ('2026-11-24')\"); c.commit()", db)
+			h.until(t, plugin, tk, resync+slack, "Success", is(pluginsCore.PhaseSuccess))
+		})
+	})
+
+	t.Run("permanent_failure", func(t *testing.T) {
+		tk := h.newTask(t, "fail", fileTemplate, inputs("path", str("nosuchproto://bucket/key")))
+		info := h.until(t, plugin, tk, resync+slack, "PermanentFailure", is(pluginsCore.PhasePermanentFailure))
+		e := info.Err()
+		want := "failed to run the job: nosuchproto://bucket/key: unknown protocol 'nosuchproto'."
+		if e.GetKind() != idlcore.ExecutionError_USER || e.GetMessage() != want {
+			t.Fatalf("got %s %q, want USER %q", e.GetKind(), e.GetMessage(), want)
+		}
+	})
+
+	t.Run("abort_is_idempotent", func(t *testing.T) {
+		tk := h.newTask(t, "abort", fileTemplate, inputs("path", str(filepath.Join(dir, "abort", "never"))))
+		h.until(t, plugin, tk, resync+slack, "Running", is(pluginsCore.PhaseRunning))
+		before := primary.countIn("deleted sensor")
+		for i := 0; i < 2; i++ {
+			if err := plugin.Abort(context.Background(), h.contextFor(tk)); err != nil {
+				t.Fatalf("abort %d: %v", i+1, err)
+			}
+		}
+		if err := plugin.Finalize(context.Background(), h.contextFor(tk)); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 5*time.Second, "two DeleteTask calls in the connector's log", func() (bool, string) {
+			n := primary.countIn("deleted sensor") - before
+			return n == 2, fmt.Sprintf("%d", n)
+		})
+	})
+
+	t.Run("state_survives_rounds_and_restart", func(t *testing.T) {
+		path := filepath.Join(dir, "restart", "ready")
+		tk := h.newTask(t, "restart", fileTemplate, inputs("path", str(path)))
+		first, stop := h.load(t)
+		h.until(t, first, tk, resync+slack, "Running", is(pluginsCore.PhaseRunning))
+		meta := tk.meta(t)
+		if len(meta.ConnectorResourceMeta) == 0 || meta.OutputPrefix != string(tk.outputs) {
+			t.Fatalf("saved meta %+v", meta)
+		}
+		t.Logf("plugin state: %d bytes (resource_meta %d bytes)", len(tk.state), len(meta.ConnectorResourceMeta))
+		// Rounds across a resync: the saved resource_meta is the same bytes each time.
+		deadline := time.Now().Add(resync + time.Second)
+		eventually(t, resync+slack, "rounds across a resync", func() (bool, string) {
+			info, err := h.round(context.Background(), first, tk)
+			if err != nil || info.Phase() != pluginsCore.PhaseRunning {
+				t.Fatalf("round: %v %s", err, describe(info))
+			}
+			if got := tk.meta(t).ConnectorResourceMeta; string(got) != string(meta.ConnectorResourceMeta) {
+				t.Fatal("resource_meta changed between rounds")
+			}
+			return time.Now().After(deadline), "still rounding"
+		})
+		// Propeller restarts: the old cache is gone, a new plugin instance starts from the saved state.
+		stop()
+		second, _ := h.load(t)
+		touch(t, path)
+		h.until(t, second, tk, resync+slack, "Success", is(pluginsCore.PhaseSuccess))
+		if got := tk.meta(t).ConnectorResourceMeta; string(got) != string(meta.ConnectorResourceMeta) {
+			t.Fatal("resource_meta changed across the restart")
+		}
+		if n := tk.saved(t).SyncFailureCount; n != 0 {
+			t.Fatalf("%d failed Gets", n)
+		}
+	})
+
+	t.Run("tampered_meta_fails_within_one_resync", func(t *testing.T) {
+		tk := h.newTask(t, "tamper", fileTemplate, inputs("path", str(filepath.Join(dir, "tamper", "never"))))
+		h.until(t, plugin, tk, resync+slack, "Running", is(pluginsCore.PhaseRunning))
+		s := tk.saved(t)
+		m := s.ResourceMeta.(connector.ResourceMetaWrapper)
+		m.ConnectorResourceMeta = alterPayload(t, m.ConnectorResourceMeta)
+		s.ResourceMeta = m
+		bad := h.withState(t, "tampered", tk, s)
+		info := h.until(t, plugin, bad, resync+slack, "PermanentFailure", is(pluginsCore.PhasePermanentFailure))
+		msg := info.Err().GetMessage()
+		if !strings.Contains(msg, "resource_meta") || !containsAny(msg, "signature", "altered", "forged", "verif") {
+			t.Fatalf("message %q does not name the problem", msg)
+		}
+		if n := bad.saved(t).SyncFailureCount; n != 0 {
+			t.Fatalf("%d GetTask errors before the failure (%s)", n, bad.saved(t).ErrorMessage)
+		}
+		if err := plugin.Abort(context.Background(), h.contextFor(tk)); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	t.Run("replica_without_the_key_keeps_the_task_running", func(t *testing.T) {
+		path := filepath.Join(dir, "rotation", "ready")
+		tk := h.newTask(t, "rotation", fileTemplate, inputs("path", str(path)))
+		h.until(t, plugin, tk, resync+slack, "Running", is(pluginsCore.PhaseRunning))
+		other := newSigningKey(t, dir, "key-b")
+		stranger := startReplica(t, "stranger", h.env, []signingKey{other})
+		h.ep.Set(stranger.addr)
+		t.Cleanup(func() { h.ep.Set(primary.addr) })
+		touch(t, path) // a poke would now succeed: RUNNING proves the stranger did not poke
+		eventually(t, 2*resync+slack, "two Gets answered by the replica without the key", func() (bool, string) {
+			info, err := h.round(context.Background(), plugin, tk)
+			if err != nil || info.Phase() != pluginsCore.PhaseRunning {
+				t.Fatalf("round: %v %s", err, describe(info))
+			}
+			n, err := stranger.getsAnswered()
+			if err != nil {
+				return false, err.Error()
+			}
+			return n >= 2, fmt.Sprintf("%v Gets answered", n)
+		})
+		if n := tk.saved(t).SyncFailureCount; n != 0 {
+			t.Fatalf("%d GetTask errors (%s)", n, tk.saved(t).ErrorMessage)
+		}
+		if stranger.countIn(h.key.id) == 0 {
+			t.Fatalf("the replica's log never names key id %s", h.key.id)
+		}
+		// The key is added (verify-only, second): that replica pokes, and the task proceeds.
+		rotated := startReplica(t, "rotated", h.env, []signingKey{other, h.key})
+		h.ep.Set(rotated.addr)
+		h.until(t, plugin, tk, resync+slack, "Success", is(pluginsCore.PhaseSuccess))
+		if n := tk.saved(t).SyncFailureCount; n != 0 {
+			t.Fatalf("%d GetTask errors (%s)", n, tk.saved(t).ErrorMessage)
+		}
+	})
+
+	t.Run("rolling_restart_without_get_errors", func(t *testing.T) {
+		rolling := []string{"--drain-period", "2", "--grace-period", "5", "--max-connection-age", "4"}
+		var live []*replica
+		for i := 0; i < 3; i++ {
+			live = append(live, startReplica(t, fmt.Sprintf("r%d", i), h.env, []signingKey{h.key}, rolling...))
+		}
+		h.ep.Set(live[0].addr, live[1].addr, live[2].addr)
+		t.Cleanup(func() { h.ep.Set(primary.addr) })
+
+		const n = 24
+		tasks := make([]*task, n)
+		for i := range tasks {
+			tasks[i] = h.newTask(t, "roll", fileTemplate, inputs("path", str(filepath.Join(dir, "roll", fmt.Sprintf("f%02d", i)))))
+		}
+		for _, tk := range tasks {
+			h.until(t, plugin, tk, resync+slack, "Running", is(pluginsCore.PhaseRunning))
+		}
+
+		// Propeller's rounds go on through the restart; any Handle error or counted Get failure is kept.
+		var mu sync.Mutex
+		var problems []string
+		phases := make([]pluginsCore.Phase, n)
+		stop := make(chan struct{})
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			tick := time.NewTicker(100 * time.Millisecond)
+			defer tick.Stop()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-tick.C:
+				}
+				for i, tk := range tasks {
+					mu.Lock()
+					terminal := phases[i].IsTerminal()
+					mu.Unlock()
+					if terminal {
+						continue
+					}
+					info, err := h.round(context.Background(), plugin, tk)
+					mu.Lock()
+					if err != nil {
+						problems = append(problems, fmt.Sprintf("%s: Handle: %v", tk.name, err))
+					} else {
+						phases[i] = info.Phase()
+						if s := tk.saved(t); s.SyncFailureCount != 0 {
+							problems = append(problems, fmt.Sprintf("%s: %d Get errors: %s", tk.name, s.SyncFailureCount, s.ErrorMessage))
+						}
+					}
+					mu.Unlock()
+				}
+			}
+		}()
+		check := func(when string) {
+			mu.Lock()
+			defer mu.Unlock()
+			if len(problems) > 0 {
+				t.Fatalf("%s: %d problems, first: %s", when, len(problems), problems[0])
+			}
+		}
+
+		start := time.Now()
+		for i, old := range live {
+			next := startReplica(t, fmt.Sprintf("r%d-new", i), h.env, []signingKey{h.key}, rolling...)
+			h.ep.Add(next.addr)
+			eventually(t, resync+slack, "the new replica "+next.name+" answers Gets", func() (bool, string) {
+				got, err := next.getsAnswered()
+				if err != nil {
+					return false, err.Error()
+				}
+				return got > 0, "none yet"
+			})
+			// As Kubernetes does: the terminating pod leaves the endpoints as it gets SIGTERM.
+			h.ep.Remove(old.addr)
+			old.terminate(t)
+			old.waitExit(t, 20*time.Second)
+			live[i] = next
+			check("after replacing " + old.name)
+		}
+		t.Logf("rolling restart of 3 replicas took %s (resync %s)", time.Since(start).Round(time.Millisecond), resync)
+		// One more resync served entirely by the new replicas.
+		base := 0.0
+		for _, r := range live {
+			got, _ := r.getsAnswered()
+			base += got
+		}
+		eventually(t, resync+slack, "a full resync on the new replicas", func() (bool, string) {
+			total := 0.0
+			for _, r := range live {
+				got, err := r.getsAnswered()
+				if err != nil {
+					return false, err.Error()
+				}
+				total += got
+			}
+			return total-base >= n, fmt.Sprintf("%v Gets", total-base)
+		})
+		check("after the restart")
+
+		// Half the conditions come true: those tasks succeed, the others keep running.
+		for i := 0; i < n; i += 2 {
+			touch(t, filepath.Join(dir, "roll", fmt.Sprintf("f%02d", i)))
+		}
+		eventually(t, resync+slack, "the met half succeeded", func() (bool, string) {
+			mu.Lock()
+			defer mu.Unlock()
+			ok := 0
+			for i := 0; i < n; i += 2 {
+				if phases[i] == pluginsCore.PhaseSuccess {
+					ok++
+				}
+			}
+			return ok == n/2, fmt.Sprintf("%d of %d", ok, n/2)
+		})
+		close(stop)
+		<-done
+		check("at the end")
+		for i, tk := range tasks {
+			want := pluginsCore.PhaseRunning
+			if i%2 == 0 {
+				want = pluginsCore.PhaseSuccess
+			}
+			if phases[i] != want {
+				t.Errorf("%s: %s, want %s", tk.name, phases[i], want)
+			}
+			if s := tk.saved(t); s.SyncFailureCount != 0 {
+				t.Errorf("%s: %d Get errors: %s", tk.name, s.SyncFailureCount, s.ErrorMessage)
+			}
+			if want == pluginsCore.PhaseRunning {
+				if err := plugin.Abort(context.Background(), h.contextFor(tk)); err != nil {
+					t.Errorf("%s: abort: %v", tk.name, err)
+				}
+			}
+		}
+	})
+}
+
+// alterPayload flips one byte inside field 2 (payload) of a SignedResourceMeta, leaving the wire format
+// valid: the connector must notice the signature no longer matches.
+func alterPayload(t *testing.T, meta []byte) []byte {
+	t.Helper()
+	out := append([]byte(nil), meta...)
+	b := out
+	offset := 0
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			t.Fatalf("resource_meta is not protobuf: %v", protowire.ParseError(n))
+		}
+		m := protowire.ConsumeFieldValue(num, typ, b[n:])
+		if m < 0 {
+			t.Fatalf("resource_meta is not protobuf: %v", protowire.ParseError(m))
+		}
+		if num == 2 && typ == protowire.BytesType {
+			_, l := protowire.ConsumeVarint(b[n:])
+			if m-l < 1 {
+				t.Fatal("empty payload")
+			}
+			out[offset+n+l+(m-l)/2] ^= 0x01
+			return out
+		}
+		offset += n + m
+		b = b[n+m:]
+	}
+	t.Fatal("resource_meta has no payload field")
+	return nil
+}
+
+func containsAny(s string, words ...string) bool {
+	for _, w := range words {
+		if strings.Contains(s, w) {
+			return true
+		}
+	}
+	return false
+}
