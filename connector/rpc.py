@@ -36,8 +36,10 @@ class Undecodable:
 class Limiter:
     """Counts calls in progress; `enter()` is False once `limit` are (0 = no limit)."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, on_refused: Callable[[str], None] | None = None) -> None:
         self.limit = limit
+        #: Called with the reason ("overload", "undecodable") of every call refused here.
+        self.on_refused = on_refused
         self.active = 0
         #: Set while no call is in progress (shutdown waits on it).
         self.idle = asyncio.Event()
@@ -73,11 +75,16 @@ def _deserializer(cls: type[message.Message], method: str) -> Callable[[bytes], 
 def _refusal(what: Any, limiter: Limiter) -> tuple[grpc.StatusCode, str] | None:
     if isinstance(what, Undecodable):
         log.info("%s rejected: the request could not be decoded (%s)", what.method, what.reason)
+        if limiter.on_refused is not None:
+            limiter.on_refused("undecodable")
         return grpc.StatusCode.INVALID_ARGUMENT, (
             f"the {what.method} request could not be decoded as a protobuf message "
             "(malformed bytes, or nested deeper than protobuf allows)."
         )
     if not limiter.enter():
+        # No log line: under a burst it would add work exactly when there is too much; the counter says it.
+        if limiter.on_refused is not None:
+            limiter.on_refused("overload")
         return grpc.StatusCode.RESOURCE_EXHAUSTED, (
             f"the connector is serving {limiter.limit} calls, its limit; retry shortly."
         )

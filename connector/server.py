@@ -88,7 +88,11 @@ class Server:
         server = grpc.aio.server(options=grpc_options(cfg))
         # Agent calls are limited; discovery never is (a failed ListAgents drops our task types from
         # propeller until its next poll). Shutdown waits for both to be idle.
-        self.limiters = (Limiter(cfg.max_concurrent_rpcs), Limiter(0))
+        refused = self.metrics.refused.labels
+        self.limiters = (
+            Limiter(cfg.max_concurrent_rpcs, lambda reason: refused(reason).inc()),
+            Limiter(0, lambda reason: refused(reason).inc()),
+        )
         add_services(
             server,
             agent_pb2.DESCRIPTOR,

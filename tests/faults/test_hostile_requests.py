@@ -66,6 +66,10 @@ async def test_garbage_bytes_are_invalid_argument(connector: Connector, method: 
     call = connector.channel.unary_unary(f"/flyteidl.service.AsyncAgentService/{method}")
     code, message = await refusal(call(b"\x0a\xff\xff\xff\xff\x0f garbage", timeout=10))
     assert code == INVALID and f"the {method} request could not be decoded" in message
+    refused = connector.server.metrics.registry.get_sample_value(
+        "flyte_sensor_connector_rpcs_refused_total", {"reason": "undecodable"}
+    )
+    assert refused == 1
 
 
 async def test_garbage_bytes_to_the_streaming_logs_call_are_invalid_argument(connector: Connector) -> None:

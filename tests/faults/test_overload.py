@@ -15,7 +15,7 @@ from flyteidl.core import execution_pb2
 from flyteidl.service import agent_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from ..conftest import SENSOR, file_sensor_request, spawn
+from ..conftest import SENSOR, file_sensor_request, free_port, scrape, spawn
 from ..test_process import SilentStore
 
 Phase = execution_pb2.TaskExecution.Phase
@@ -41,13 +41,14 @@ async def test_a_2000_call_burst_at_100_concurrent_gets_only_answers_or_resource
         "AWS_SECRET_ACCESS_KEY": "x",
         "AWS_DEFAULT_REGION": "us-east-1",
     }
+    metrics_port = free_port()
     proc = spawn(
         "--signing-key-file",
         str(key_file),
         "--state-dir",
         str(tmp_path),
         "--metrics-port",
-        "0",
+        str(metrics_port),
         "--max-concurrent-rpcs",
         str(LIMIT),
         "--poke-timeout",
@@ -75,10 +76,14 @@ async def test_a_2000_call_burst_at_100_concurrent_gets_only_answers_or_resource
                 health_pb2.HealthCheckRequest(), timeout=30
             )
             outcomes = collections.Counter(await asyncio.gather(*burst))
+        refused = scrape(metrics_port)[
+            ("flyte_sensor_connector_rpcs_refused_total", (("reason", "overload"),))
+        ]
     finally:
         proc.stop()
 
     assert set(outcomes) <= {"answered", "RESOURCE_EXHAUSTED"}, outcomes
     assert outcomes["RESOURCE_EXHAUSTED"] > 0, "the burst never exceeded the limit"
     assert outcomes["answered"] >= LIMIT, outcomes
+    assert refused == outcomes["RESOURCE_EXHAUSTED"]
     assert agents.agents and health.status == health_pb2.HealthCheckResponse.SERVING
