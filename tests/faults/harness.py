@@ -164,7 +164,7 @@ class MotoProcess:
         self.endpoint = f"http://127.0.0.1:{port}"
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 30) -> None:
+    def start(self, timeout: float = 90) -> None:
         """Start it and wait until it answers HTTP."""
         server = os.path.join(os.path.dirname(sys.executable), "moto_server")
         self.proc = subprocess.Popen(

@@ -44,6 +44,7 @@ def replica(key_file: Path, state: Path, store: SlowProxy, *args: str) -> Proces
         "10",
         *args,
         env={"AWS_ENDPOINT_URL": store.endpoint},
+        timeout=90,  # several start at once on a shared CI machine
     )
 
 
