@@ -188,6 +188,13 @@ class Metrics:
             ["sensor"],
             registry=r,
         )
+        self.refused = Counter(
+            f"{OWN_PREFIX}rpcs_refused_total",
+            "Calls refused before reaching a servicer, by reason (overload: beyond --max-concurrent-rpcs, "
+            "answered RESOURCE_EXHAUSTED; undecodable: INVALID_ARGUMENT)",
+            ["reason"],
+            registry=r,
+        )
         self.rejected = Counter(
             f"{OWN_PREFIX}resource_meta_rejected_total",
             "GetTask calls whose resource_meta this replica could not serve, by reason (unknown_key: "
