@@ -1,8 +1,12 @@
 # flyte-sensor-connector: the gRPC connector (flyteidl AsyncAgentService) that runs Flyte sensors.
 #
-#   docker build -t flyte-sensor-connector .                            # extras s3,gcs,azure
+#   docker build -t flyte-sensor-connector .                            # extras s3,gcs,azure,postgres
 #   docker build --build-arg EXTRAS=s3 -t flyte-sensor-connector:s3 .  # fewer extras, smaller image
+#   docker build --build-arg EXTRA_PIP_PACKAGES="my-sensors==1.2 PyMySQL" -t my-connector .
 #   docker run --rm --read-only -p 8000:8000 -p 9090:9090 flyte-sensor-connector
+#
+# Every package comes in at the version pinned in constraints.txt (scripts/lock.sh writes it), so two
+# builds of one commit hold the same packages; EXTRA_PIP_PACKAGES are held to it too where it pins them.
 #
 # The image holds no key: mount one and point SENSOR_CONNECTOR_SIGNING_KEY_FILE at it (see docs/deploy.md).
 
@@ -11,7 +15,10 @@ ARG PYTHON_IMAGE=python:3.11-slim
 # ---- builder: a virtualenv with the connector and its runtime dependencies, nothing else ----------------
 FROM ${PYTHON_IMAGE} AS builder
 
-ARG EXTRAS=s3,gcs,azure
+# Object stores (s3, gcs, azure) and SqlSensor with PostgreSQL (postgres: SQLAlchemy + pg8000).
+ARG EXTRAS=s3,gcs,azure,postgres
+# More packages for the runtime venv, space-separated pip requirements (sensor plugins, drivers).
+ARG EXTRA_PIP_PACKAGES=
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_ROOT_USER_ACTION=ignore
@@ -19,13 +26,13 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 RUN python -m venv /opt/sensor-connector
 
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE constraints.txt ./
 COPY connector ./connector
 COPY sensors ./sensors
 
 # A regular (non-editable) install: the wheel is built here and the sources stay behind in this stage.
 # pip and setuptools are removed from the venv afterwards: nothing installs at run time.
-RUN /opt/sensor-connector/bin/pip install "/src${EXTRAS:+[${EXTRAS}]}" \
+RUN /opt/sensor-connector/bin/pip install -c /src/constraints.txt "/src${EXTRAS:+[${EXTRAS}]}" ${EXTRA_PIP_PACKAGES} \
  && /opt/sensor-connector/bin/pip uninstall -y pip setuptools \
  && /opt/sensor-connector/bin/sensor-connector --version
 
@@ -33,11 +40,13 @@ RUN /opt/sensor-connector/bin/pip install "/src${EXTRAS:+[${EXTRAS}]}" \
 FROM ${PYTHON_IMAGE}
 
 ARG PYTHON_IMAGE
-ARG VERSION=0.1.0
+# Set by CI from connector/__init__.py (the project's one version number).
+ARG VERSION=
 ARG REVISION=unknown
 ARG CREATED=unknown
 ARG SOURCE=
-ARG EXTRAS=s3,gcs,azure
+ARG EXTRAS=s3,gcs,azure,postgres
+ARG EXTRA_PIP_PACKAGES=
 
 LABEL org.opencontainers.image.title="flyte-sensor-connector" \
       org.opencontainers.image.description="gRPC connector (flyteidl AsyncAgentService) that runs Flyte sensors without holding a pod" \
@@ -47,7 +56,8 @@ LABEL org.opencontainers.image.title="flyte-sensor-connector" \
       org.opencontainers.image.source="${SOURCE}" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.base.name="${PYTHON_IMAGE}" \
-      io.flyte.sensor-connector.extras="${EXTRAS}"
+      io.flyte.sensor-connector.extras="${EXTRAS}" \
+      io.flyte.sensor-connector.extra-pip-packages="${EXTRA_PIP_PACKAGES}"
 
 # A fixed, unprivileged UID/GID (65532), numeric in USER so Kubernetes' runAsNonRoot can check it.
 # /var/lib/sensor-connector (state: a generated signing key when none is mounted) and /tmp are the only

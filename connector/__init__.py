@@ -1,8 +1,6 @@
 """flyte-sensor-connector: Flyte sensors served over flyteidl's AsyncAgentService."""
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("flyte-sensor-connector")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0+unknown"
+#: The one version number of the project: pyproject.toml (setuptools' dynamic version), the authoring
+#: plugin (plugins/flytekit) and the container build read it from here; a test checks the chart's
+#: appVersion against it.
+__version__ = "0.1.0"

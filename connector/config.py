@@ -56,13 +56,36 @@ class Config:
         4 * 1024 * 1024, "largest gRPC request accepted; larger gets RESOURCE_EXHAUSTED"
     )
     max_concurrent_rpcs: int = _opt(
-        0, "RPCs served at once before new ones get RESOURCE_EXHAUSTED; 0 = no limit"
+        0,
+        "agent calls served at once; beyond it a call gets RESOURCE_EXHAUSTED at once "
+        "(health checks are not counted); 0 = no limit",
+    )
+    max_pending_rpcs: int = _opt(
+        100_000,
+        "calls grpc may hold, received but not yet handed to the server, before it cancels new ones; "
+        "a safety cap on memory, far above any burst --max-concurrent-rpcs should answer",
     )
     state_cache_entries: int = _opt(
         4096, "verified resource_meta kept decoded in memory (LRU), so a Get does not verify it again"
     )
     blocking_threads: int = _opt(32, "threads for blocking filesystem calls made off the event loop")
-    grace_period: float = _opt(10.0, "seconds in-flight calls get to finish on SIGTERM/SIGINT")
+    drain_period: float = _opt(
+        15.0,
+        "seconds to keep serving every call after SIGTERM, with health NOT_SERVING, so clients "
+        "move away before the port closes (a Kubernetes Endpoint removal reaches propeller's k8s:// "
+        "resolver within a few seconds; the chart's preStop sleep comes on top); a second "
+        "SIGTERM/SIGINT ends it early",
+    )
+    grace_period: float = _opt(
+        10.0,
+        "seconds in-flight calls get to finish once the drain is over and the port stops accepting "
+        "(also the grace of a connection closed by --max-connection-age)",
+    )
+    max_connection_age: float = _opt(
+        300.0,
+        "seconds after which a client connection is asked to reconnect (GOAWAY), so clients "
+        "re-resolve and new replicas get traffic; 0 = never",
+    )
     log_level: str = _opt("INFO", "log level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     log_format: str = _opt("text", "log line format", choices=("text", "json"))
 
@@ -87,8 +110,11 @@ class Config:
             raise ValueError("--state-cache-entries must be at least 1")
         if self.blocking_threads < 1:
             raise ValueError("--blocking-threads must be at least 1")
-        if self.grace_period < 0:
-            raise ValueError("--grace-period must be zero or more seconds")
+        if self.max_pending_rpcs < 1:
+            raise ValueError("--max-pending-rpcs must be at least 1")
+        for name in ("drain_period", "grace_period", "max_connection_age"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"--{name.replace('_', '-')} must be zero or more seconds")
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             raise ValueError("--tls-cert-file and --tls-key-file go together: give both or neither")
 

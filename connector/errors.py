@@ -4,6 +4,15 @@ from __future__ import annotations
 
 import grpc
 
+#: The most characters a status message carries; one built from request content could be any length.
+MAX_MESSAGE_CHARS = 300
+
+
+def capped(message: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """`message` cut to `limit` characters, marking the cut (the last line of defence: messages
+    built from request content list a few names and count the rest, see sensors.base.short_list)."""
+    return message if len(message) <= limit else message[: limit - 1] + "…"
+
 
 class RequestError(Exception):
     """A request the connector cannot serve; `str(self)` is the one-sentence message for the caller."""

@@ -1,17 +1,36 @@
 """Prometheus metrics: flytekit's connector request metrics under their names, plus sensor pokes.
 
 Each Server owns one CollectorRegistry (not prometheus_client's global one), so several servers in
-one process (tests, a second replica) keep separate counts.
+one process (tests, a second replica) keep separate counts. That registry also gets the collectors
+prometheus_client's global registry has by default (`process_*`, `python_info`, `python_gc_*`), as
+flytekit's connector exports them, and a `flyte_sensor_connector_build_info` gauge.
+
+The request path never calls `.labels()`: each labelled child is bound once and kept in a dict, so
+counting a call is a dict lookup and two increments.
 """
 
 from __future__ import annotations
 
 import logging
+import platform
 import threading
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import grpc
-from prometheus_client import CollectorRegistry, Counter, Histogram, Summary, start_http_server
+import prometheus_client
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    start_http_server,
+)
+
+from . import __version__
 
 log = logging.getLogger(__name__)
 
@@ -40,18 +59,87 @@ HTTP_CODE = {
 #: and the default poke timeout is 5 s.
 POKE_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
+#: Request latency buckets: a Get that finds a local file answers in well under a millisecond, one
+#: that waits on an object store in tens of milliseconds, and propeller's deadline is 10 s.
+REQUEST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+#: Input literal sizes: a path is tens of bytes, the largest accepted request is 4 MiB by default.
+BYTES_BUCKETS = (64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304)
+
+#: Task types come from requests (an unknown one is answered NOT_FOUND but still counted), so the
+#: label values are capped: past this many distinct task types, new ones are counted as "other".
+MAX_TASK_TYPES = 32
+OTHER = "other"
+
 
 def http_code(code: grpc.StatusCode) -> str:
     """The error_code label flytekit would give a failure with gRPC status `code`."""
     return str(HTTP_CODE.get(code, 500))
 
 
+def _dist_version(name: str) -> str:
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "unknown"
+
+
+class _RequestChildren:
+    """The bound children of one (task_type, operation): latency, successes, failures by code."""
+
+    __slots__ = ("failures", "latency", "metrics", "operation", "success", "task_type")
+
+    def __init__(self, metrics: Metrics, task_type: str, operation: str) -> None:
+        self.metrics, self.task_type, self.operation = metrics, task_type, operation
+        self.latency = metrics.request_latency.labels(task_type, operation)
+        self.success = metrics.requests_success.labels(task_type, operation)
+        # Bound on first use: a child exists as a series from then on, and a zero series for every
+        # code that never happened would only be noise.
+        self.failures: dict[grpc.StatusCode, Any] = {}
+
+    def failure(self, code: grpc.StatusCode) -> Any:
+        child = self.failures.get(code)
+        if child is None:
+            child = self.failures[code] = self.metrics.requests_failure.labels(
+                self.task_type, self.operation, http_code(code)
+            )
+        return child
+
+
+class _PokeChildren:
+    """The bound children of one sensor: pokes by outcome, latency, timeouts."""
+
+    __slots__ = ("latency", "metrics", "outcomes", "sensor", "timeouts")
+
+    def __init__(self, metrics: Metrics, sensor: str) -> None:
+        self.metrics = metrics
+        self.sensor = sensor
+        self.latency = metrics.poke_latency.labels(sensor)
+        self.timeouts = metrics.poke_timeouts.labels(sensor)
+        self.outcomes: dict[str, Any] = {}
+
+    def outcome(self, kind: str) -> Any:
+        child = self.outcomes.get(kind)
+        if child is None:
+            child = self.outcomes[kind] = self.metrics.pokes.labels(self.sensor, kind)
+        return child
+
+
 class Metrics:
     """All metrics of one server, in its own registry."""
 
     def __init__(self) -> None:
+        # Without this every counter, histogram and summary child also exports a `<name>_created`
+        # gauge (its creation time): a second series per child that no dashboard or alert of
+        # flytekit's uses. It is process-wide in prometheus_client; this process is the connector.
+        prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
+        # What prometheus_client's default registry carries and flytekit's connector therefore exports:
+        # process_* (CPU, memory, open fds, start time), python_info, python_gc_*.
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        GCCollector(registry=r)
         # Spelled with `_total` as flytekit does; prometheus_client exposes the same names either way.
         self.requests_success = Counter(
             f"{FLYTEKIT_PREFIX}requests_success_total",
@@ -65,14 +153,21 @@ class Metrics:
             ["task_type", "operation", "error_code"],
             registry=r,
         )
-        self.request_latency = Summary(
+        # flytekit's is a Summary without quantiles (count and sum only); a histogram keeps both series
+        # and adds buckets, so p99 can be computed and aggregated across replicas.
+        self.request_latency = Histogram(
             f"{FLYTEKIT_PREFIX}request_latency_seconds",
             "Time spent processing connector request",
             ["task_type", "operation"],
+            buckets=REQUEST_BUCKETS,
             registry=r,
         )
-        self.input_literal_bytes = Summary(
-            f"{FLYTEKIT_PREFIX}input_literal_bytes", "Size of input literal", ["task_type"], registry=r
+        self.input_literal_bytes = Histogram(
+            f"{FLYTEKIT_PREFIX}input_literal_bytes",
+            "Size of input literal",
+            ["task_type"],
+            buckets=BYTES_BUCKETS,
+            registry=r,
         )
         self.pokes = Counter(
             f"{OWN_PREFIX}pokes_total",
@@ -93,6 +188,13 @@ class Metrics:
             ["sensor"],
             registry=r,
         )
+        self.refused = Counter(
+            f"{OWN_PREFIX}rpcs_refused_total",
+            "Calls refused before reaching a servicer, by reason (overload: beyond --max-concurrent-rpcs, "
+            "answered RESOURCE_EXHAUSTED; undecodable: INVALID_ARGUMENT)",
+            ["reason"],
+            registry=r,
+        )
         self.rejected = Counter(
             f"{OWN_PREFIX}resource_meta_rejected_total",
             "GetTask calls whose resource_meta this replica could not serve, by reason (unknown_key: "
@@ -106,33 +208,76 @@ class Metrics:
             ["sensor"],
             registry=r,
         )
+        self.build_info = Gauge(
+            f"{OWN_PREFIX}build_info",
+            "Always 1; the labels name the connector's version and what it runs on",
+            ["version", "python", "flyteidl", "grpcio"],
+            registry=r,
+        )
+        self.build_info.labels(
+            __version__, platform.python_version(), _dist_version("flyteidl"), _dist_version("grpcio")
+        ).set(1)
+        self._requests: dict[tuple[str, str], _RequestChildren] = {}
+        self._task_types: set[str] = set()
+        self._inputs: dict[str, Any] = {}
+        self._pokes: dict[str, _PokeChildren] = {}
+        self._events: dict[tuple[str, str], Any] = {}
         self._http: Any = None
         self._thread: threading.Thread | None = None
         self.port = 0
+
+    def _task_type(self, task_type: str) -> str:
+        """`task_type`, or "other" once MAX_TASK_TYPES distinct ones have been seen."""
+        if task_type in self._task_types:
+            return task_type
+        if len(self._task_types) >= MAX_TASK_TYPES:
+            return OTHER
+        self._task_types.add(task_type)
+        return task_type
 
     def request_done(
         self, task_type: str, operation: str, seconds: float, code: grpc.StatusCode | None
     ) -> None:
         """Count one RPC; `code` is None on success, else the status it was answered with."""
-        self.request_latency.labels(task_type, operation).observe(seconds)
+        children = self._requests.get((task_type, operation))
+        if children is None:
+            children = _RequestChildren(self, self._task_type(task_type), operation)
+            if len(self._requests) < MAX_TASK_TYPES * 8:
+                self._requests[(task_type, operation)] = children
+        children.latency.observe(seconds)
         if code is None:
-            self.requests_success.labels(task_type, operation).inc()
+            children.success.inc()
         else:
-            self.requests_failure.labels(task_type, operation, http_code(code)).inc()
+            children.failure(code).inc()
+
+    def input_bytes(self, task_type: str, size: int) -> None:
+        """Record the size of one CreateTask's inputs."""
+        child = self._inputs.get(task_type)
+        if child is None:
+            child = self.input_literal_bytes.labels(self._task_type(task_type))
+            if len(self._inputs) < MAX_TASK_TYPES:
+                self._inputs[task_type] = child
+        child.observe(size)
 
     def poked(self, sensor: str, kind: str, seconds: float) -> None:
         """Count one poke of `sensor` with outcome `kind` that took `seconds`."""
-        self.pokes.labels(sensor, kind).inc()
-        self.poke_latency.labels(sensor).observe(seconds)
+        # Sensor names come from the fixed catalog (an unknown one never reaches a poke): bounded.
+        children = self._pokes.get(sensor)
+        if children is None:
+            children = self._pokes[sensor] = _PokeChildren(self, sensor)
+        children.outcome(kind).inc()
+        children.latency.observe(seconds)
         if kind == "timeout":
-            self.poke_timeouts.labels(sensor).inc()
+            children.timeouts.inc()
 
     def engine_event(self, event: str, label: str) -> None:
         """Count what the engine reports besides pokes: "rejected" (by reason) or "remembered" (by sensor)."""
-        if event == "rejected":
-            self.rejected.labels(label).inc()
-        elif event == "remembered":
-            self.remembered.labels(label).inc()
+        # Labels are reasons and catalog sensor names: a small fixed set, so children are bound once.
+        child = self._events.get((event, label))
+        if child is None:
+            counter = self.rejected if event == "rejected" else self.remembered
+            child = self._events[(event, label)] = counter.labels(label)
+        child.inc()
 
     def serve(self, host: str, port: int) -> int:
         """Serve /metrics over HTTP on a daemon thread; returns the bound port."""

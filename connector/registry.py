@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, NamedTuple
 
-from .errors import InvalidArgument, NotFound
+from .errors import InvalidArgument, NotFound, capped
 
 if TYPE_CHECKING:
     from .engines.base import Engine
@@ -49,9 +49,13 @@ class EngineRegistry:
             return self._engines[category]
         except KeyError:
             served = ", ".join(str(c) for c in self._engines) or "none"
+            named = capped(str(category), 80)
             raise NotFound(
-                f"this connector does not serve task category {category}; it serves {served}."
+                f"this connector does not serve task category {named}; it serves {served}."
             ) from None
+
+    def __contains__(self, category: object) -> bool:
+        return category in self._engines
 
     def __iter__(self) -> Iterator[Engine]:
         return iter(self._engines.values())

@@ -8,7 +8,7 @@ import signal
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
-from flyteidl.service import agent_pb2, agent_pb2_grpc
+from flyteidl.service import agent_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -20,6 +20,7 @@ from .engines.sensor import PokeOutcome, SensorEngine
 from .keys import load_keyring
 from .metrics import Metrics
 from .registry import EngineRegistry
+from .rpc import Limiter, add_services
 from .services import AgentMetadataService, AsyncAgentService
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,7 @@ class Server:
         self.config = config
         self.port = 0
         self.should_exit = asyncio.Event()
+        self.skip_drain = asyncio.Event()
         self.health = health.aio.HealthServicer()
         self.sensors = load_registry()
         for sensor in self.sensors:
@@ -69,6 +71,7 @@ class Server:
         self.metrics = Metrics()
         self.engines = build_engines(config, self.sensors, self.metrics)
         self._grpc: grpc.aio.Server | None = None
+        self.limiters: tuple[Limiter, ...] = ()
 
     async def serve(self) -> None:
         """Start, wait for a signal, shut down gracefully."""
@@ -82,18 +85,26 @@ class Server:
         cfg = self.config
         loop = asyncio.get_running_loop()
         loop.set_default_executor(ThreadPoolExecutor(cfg.blocking_threads, thread_name_prefix="blocking"))
-        server = grpc.aio.server(
-            options=[
-                ("grpc.max_receive_message_length", cfg.max_message_bytes),
-                ("grpc.max_send_message_length", cfg.max_message_bytes),
-                ("grpc.so_reuseport", 0),
-            ],
-            maximum_concurrent_rpcs=cfg.max_concurrent_rpcs or None,
+        server = grpc.aio.server(options=grpc_options(cfg))
+        # Agent calls are limited; discovery never is (a failed ListAgents drops our task types from
+        # propeller until its next poll). Shutdown waits for both to be idle.
+        refused = self.metrics.refused.labels
+        self.limiters = (
+            Limiter(cfg.max_concurrent_rpcs, lambda reason: refused(reason).inc()),
+            Limiter(0, lambda reason: refused(reason).inc()),
         )
-        agent_pb2_grpc.add_AsyncAgentServiceServicer_to_server(
-            AsyncAgentService(self.engines, self.metrics), server
+        add_services(
+            server,
+            agent_pb2.DESCRIPTOR,
+            {"AsyncAgentService": AsyncAgentService(self.engines, self.metrics)},
+            self.limiters[0],
         )
-        agent_pb2_grpc.add_AgentMetadataServiceServicer_to_server(AgentMetadataService(self.engines), server)
+        add_services(
+            server,
+            agent_pb2.DESCRIPTOR,
+            {"AgentMetadataService": AgentMetadataService(self.engines)},
+            self.limiters[1],
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
             (
@@ -137,15 +148,40 @@ class Server:
         await self.should_exit.wait()
 
     async def shutdown(self) -> None:
-        """Health NOT_SERVING, refuse new calls, let in-flight ones finish within the grace period."""
-        log.info("shutting down: in-flight calls get %.0fs", self.config.grace_period)
+        """Drain, then refuse new calls and let in-flight ones finish within the grace period.
+
+        Health turns NOT_SERVING at once, but every call is still served for the drain period: clients
+        (propeller's k8s:// resolver, a load balancer) need a few seconds to stop sending here, and a call
+        refused meanwhile would count against its task. A second signal ends the drain early.
+        """
+        cfg = self.config
         await self.health.enter_graceful_shutdown()
+        if cfg.drain_period > 0 and not self.skip_drain.is_set():
+            log.info("draining: health NOT_SERVING, still serving for %gs", cfg.drain_period)
+            try:
+                await asyncio.wait_for(self.skip_drain.wait(), cfg.drain_period)
+                log.info("drain ended early by a second signal")
+            except TimeoutError:
+                pass
+        log.info("shutting down: in-flight calls get %gs", cfg.grace_period)
         if self._grpc is not None:
-            await self._grpc.stop(self.config.grace_period)
+            stopping = asyncio.ensure_future(self._grpc.stop(cfg.grace_period))
+            calls_done = asyncio.ensure_future(self._calls_done())
+            await asyncio.wait((stopping, calls_done), return_when=asyncio.FIRST_COMPLETED)
+            if not stopping.done():
+                # Every agent call has finished; what is left are streams that never end on their own
+                # (a health Watch), which would otherwise hold the exit for the whole grace period.
+                await self._grpc.stop(0)
+                await stopping
+            calls_done.cancel()
         for sensor in self.sensors:
             await sensor.close()
         self.metrics.stop()
         log.info("stopped")
+
+    async def _calls_done(self) -> None:
+        for limiter in self.limiters:
+            await limiter.idle.wait()
 
     def install_signal_handlers(self) -> None:
         """SIGTERM and SIGINT ask for a graceful exit."""
@@ -154,7 +190,28 @@ class Server:
             loop.add_signal_handler(sig, self.request_exit, sig)
 
     def request_exit(self, sig: int | None = None) -> None:
-        """Begin a graceful shutdown."""
+        """Begin a graceful shutdown; asked again, skip what is left of the drain."""
         if sig is not None:
             log.info("received %s", signal.Signals(sig).name)
+        if self.should_exit.is_set():
+            self.skip_drain.set()
         self.should_exit.set()
+
+
+def grpc_options(cfg: Config) -> list[tuple[str, int]]:
+    """grpc core channel arguments of the server."""
+    options = [
+        ("grpc.max_receive_message_length", cfg.max_message_bytes),
+        ("grpc.max_send_message_length", cfg.max_message_bytes),
+        ("grpc.so_reuseport", 0),
+        # Core holds calls the server has not taken yet; past the soft cap it cancels some at random,
+        # at the hard cap all. Equal caps make it deterministic; the limit proper is max_concurrent_rpcs.
+        ("grpc.server.max_pending_requests", cfg.max_pending_rpcs),
+        ("grpc.server.max_pending_requests_hard_limit", cfg.max_pending_rpcs),
+    ]
+    if cfg.max_connection_age > 0:
+        options += [
+            ("grpc.max_connection_age_ms", int(cfg.max_connection_age * 1000)),
+            ("grpc.max_connection_age_grace_ms", int(cfg.grace_period * 1000)),
+        ]
+    return options

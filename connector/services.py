@@ -13,7 +13,7 @@ from flyteidl.admin import agent_pb2
 from flyteidl.service import agent_pb2_grpc
 
 from .engines.base import TimeWindow
-from .errors import InvalidArgument, NotFound, RequestError
+from .errors import InvalidArgument, NotFound, RequestError, capped
 from .metrics import Metrics
 from .registry import EngineRegistry, TaskCategory, category_of
 
@@ -43,14 +43,14 @@ async def guarded(
         return result
     except RequestError as exc:
         code = exc.code
+        message = capped(str(exc))
         log.info(
             "%s %s rejected: %s",
             operation,
             category,
-            exc,
+            message,
             extra={"operation": operation, "category": category},
         )
-        message = str(exc)
     except Exception:
         code = grpc.StatusCode.INTERNAL
         log.exception("%s %s failed: a bug in the connector", operation, category)
@@ -81,10 +81,10 @@ class AsyncAgentService(agent_pb2_grpc.AsyncAgentServiceServicer):  # type: igno
                 raise InvalidArgument("the request has no task template, or the template has no type.")
             engine = self.engines.engine_for(category)
             if self.metrics is not None:
-                self.metrics.input_literal_bytes.labels(category.name).observe(request.inputs.ByteSize())
+                self.metrics.input_bytes(category.name, request.inputs.ByteSize())
             return agent_pb2.CreateTaskResponse(resource_meta=await engine.create(request))
 
-        return await guarded(context, "create", str(category) if category else "unknown", work, self.metrics)
+        return await guarded(context, "create", _served(self.engines, category), work, self.metrics)
 
     async def GetTask(
         self, request: agent_pb2.GetTaskRequest, context: grpc.aio.ServicerContext
@@ -95,7 +95,7 @@ class AsyncAgentService(agent_pb2_grpc.AsyncAgentServiceServicer):  # type: igno
             engine = self.engines.engine_for(_category(request))
             return agent_pb2.GetTaskResponse(resource=await engine.get(request.resource_meta))
 
-        return await guarded(context, "get", _label(request), work, self.metrics)
+        return await guarded(context, "get", _label(self.engines, request), work, self.metrics)
 
     async def DeleteTask(
         self, request: agent_pb2.DeleteTaskRequest, context: grpc.aio.ServicerContext
@@ -106,7 +106,7 @@ class AsyncAgentService(agent_pb2_grpc.AsyncAgentServiceServicer):  # type: igno
             await self.engines.engine_for(_category(request)).delete(request.resource_meta)
             return agent_pb2.DeleteTaskResponse()
 
-        return await guarded(context, "delete", _label(request), work, self.metrics)
+        return await guarded(context, "delete", _label(self.engines, request), work, self.metrics)
 
     async def GetTaskLogs(
         self, request: agent_pb2.GetTaskLogsRequest, context: grpc.aio.ServicerContext
@@ -117,7 +117,7 @@ class AsyncAgentService(agent_pb2_grpc.AsyncAgentServiceServicer):  # type: igno
             lines = await self.engines.engine_for(_category(request)).logs(request.resource_meta)
             return lines[-request.lines :] if request.lines > 0 else lines
 
-        lines = await guarded(context, "get_logs", _label(request), work, self.metrics)
+        lines = await guarded(context, "get_logs", _label(self.engines, request), work, self.metrics)
         # Everything fits one page, so the continuation token is empty.
         yield agent_pb2.GetTaskLogsResponse(header=agent_pb2.GetTaskLogsResponseHeader(token=""))
         body = agent_pb2.GetTaskLogsResponseBody(
@@ -135,7 +135,7 @@ class AsyncAgentService(agent_pb2_grpc.AsyncAgentServiceServicer):  # type: igno
             results = await engine.metrics(request.resource_meta, list(request.queries), _window(request))
             return agent_pb2.GetTaskMetricsResponse(results=results)
 
-        return await guarded(context, "get_metrics", _label(request), work, self.metrics)
+        return await guarded(context, "get_metrics", _label(self.engines, request), work, self.metrics)
 
 
 def _window(request: agent_pb2.GetTaskMetricsRequest) -> TimeWindow:
@@ -154,11 +154,16 @@ def _category(request: Any) -> TaskCategory:
     return category_of(task_category, request.task_type)
 
 
-def _label(request: Any) -> str:
+def _label(engines: EngineRegistry, request: Any) -> str:
     try:
-        return str(_category(request))
+        return _served(engines, _category(request))
     except RequestError:
         return "unknown"
+
+
+def _served(engines: EngineRegistry, category: TaskCategory | None) -> str:
+    """The category for logs and metric labels: a name the caller made up would grow both without bound."""
+    return str(category) if category is not None and category in engines else "unknown"
 
 
 class AgentMetadataService(agent_pb2_grpc.AgentMetadataServiceServicer):  # type: ignore[misc]
@@ -197,4 +202,4 @@ class AgentMetadataService(agent_pb2_grpc.AgentMetadataServiceServicer):  # type
                 raise NotFound(f"no agent is named {request.name!r}; this connector runs {known}.")
             return agent_pb2.GetAgentResponse(agent=agents[request.name])
 
-        return await guarded(context, "get_agent", request.name, work)
+        return await guarded(context, "get_agent", capped(request.name, 60), work)

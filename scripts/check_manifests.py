@@ -192,17 +192,87 @@ def check_common(kinds: dict[str, dict[str, Any]], source: str) -> dict[str, Any
         f"{source}: the Service selector does not match the pods",
     )
     grace = pod["terminationGracePeriodSeconds"]
-    expect(grace > float(env["SENSOR_CONNECTOR_GRACE_PERIOD"]), f"{source}: terminationGracePeriodSeconds")
+    pre_stop = container.get("lifecycle", {}).get("preStop", {}).get("exec", {}).get("command", ["", "0"])
+    needed = (
+        float(pre_stop[-1])
+        + float(env["SENSOR_CONNECTOR_DRAIN_PERIOD"])
+        + float(env["SENSOR_CONNECTOR_GRACE_PERIOD"])
+    )
+    expect(grace >= needed + 2, f"{source}: terminationGracePeriodSeconds {grace} < preStop+drain+grace+2")
+    expect(float(env["SENSOR_CONNECTOR_MAX_CONNECTION_AGE"]) >= 0, f"{source}: max connection age")
     return container
+
+
+def check_test_pod(kinds: dict[str, dict[str, Any]], source: str, tls: bool) -> None:
+    """The `helm test` Pod: `try` through the Service on a path that exists in the connector."""
+    pod = kinds["Pod"]
+    expect(pod["metadata"]["annotations"].get("helm.sh/hook") == "test", f"{source}: test Pod is no hook")
+    service = kinds["Service"]
+    expect(
+        not service["spec"]["selector"].items() <= pod["metadata"]["labels"].items(),
+        f"{source}: the Service selects the test Pod",
+    )
+    (container,) = pod["spec"]["containers"]
+    args = container["args"]
+    grpc_port = next(p["port"] for p in service["spec"]["ports"] if p["name"] == "grpc")
+    target = f"{service['metadata']['name']}.{service['metadata']['namespace']}.svc:{grpc_port}"
+    expect(args[:3] == ["try", target, "FileSensor"], f"{source}: test Pod args {args}")
+    path = args[args.index("--input") + 1].removeprefix("path=")
+    connector = pod_spec(kinds)["containers"][0]
+    keys = env_of(connector)["SENSOR_CONNECTOR_SIGNING_KEY_FILE"].split(",")
+    expect(path == keys[0], f"{source}: the test waits on {path}, not the connector's key file {keys[0]}")
+    expect(("--tls" in args) == tls, f"{source}: test Pod --tls does not match the connector's TLS")
+    expect(container["image"] == connector["image"], f"{source}: the test Pod runs another image")
+    csc = container["securityContext"]
+    expect(
+        csc.get("readOnlyRootFilesystem") is True and csc.get("runAsNonRoot") is True, f"{source}: test Pod"
+    )
+
+
+def check_propeller_rbac(kinds: dict[str, dict[str, Any]], source: str, account: str) -> None:
+    """propeller's ServiceAccount may watch exactly this Service's Endpoints."""
+    role, binding = kinds["Role"], kinds["RoleBinding"]
+    (rule,) = role["rules"]
+    name = kinds["Service"]["metadata"]["name"]
+    expect(
+        rule["resources"] == ["endpoints"]
+        and rule["resourceNames"] == [name]
+        and set(rule["verbs"]) == {"get", "list", "watch"},
+        f"{source}: Role rule {rule}",
+    )
+    expect(binding["roleRef"]["name"] == role["metadata"]["name"], f"{source}: RoleBinding roleRef")
+    subjects = [f"{s['namespace']}/{s['name']}" for s in binding["subjects"]]
+    expect(subjects == [account], f"{source}: RoleBinding subjects {subjects}, not [{account}]")
 
 
 def check_default(docs: list[dict[str, Any]]) -> str:
     kinds = by_kind(docs)
     container = check_common(kinds, "default")
     expect(
-        set(kinds) == {"Deployment", "Service", "ServiceAccount", "Secret", "PodDisruptionBudget"},
+        set(kinds)
+        == {
+            "Deployment",
+            "Service",
+            "ServiceAccount",
+            "Secret",
+            "PodDisruptionBudget",
+            "Role",
+            "RoleBinding",
+            "Pod",
+        },
         f"default: unexpected kinds {sorted(kinds)}",
     )
+    env = env_of(container)
+    expect(env["SENSOR_CONNECTOR_DRAIN_PERIOD"] == "15", "default: drain period")
+    expect(env["SENSOR_CONNECTOR_MAX_CONNECTION_AGE"] == "300", "default: max connection age")
+    unset = [
+        n
+        for n in ("MAX_PENDING_RPCS", "MAX_STALENESS", "FS_CACHE_ENTRIES", "STATE_CACHE_ENTRIES", "PRELOAD")
+        if f"SENSOR_CONNECTOR_{n}" in env
+    ]
+    expect(not unset, f"default: options left null are passed anyway: {unset}")
+    check_test_pod(kinds, "default", tls=False)
+    check_propeller_rbac(kinds, "default", "flyte/flytepropeller")
     expect(kinds["Service"]["spec"].get("clusterIP") == "None", "default: the Service is not headless")
     secret = kinds["Secret"]
     key = base64.b64decode(secret["data"]["signing.key"]).strip()
@@ -222,7 +292,11 @@ def check_default(docs: list[dict[str, Any]]) -> str:
             tsc["labelSelector"]["matchLabels"] == kinds["Deployment"]["spec"]["selector"]["matchLabels"],
             "default: topologySpreadConstraints' labelSelector does not select the pods",
         )
-    return "headless Service, generated key >= 32 bytes with a matching checksum, grpc probes, non-root"
+    return (
+        "headless Service, generated key >= 32 bytes with a matching checksum, grpc probes, non-root, "
+        "terminationGracePeriodSeconds >= preStop+drain+grace+2, helm test Pod (try FileSensor on the key "
+        "file, not selected by the Service), Role: flyte/flytepropeller may watch this Service's Endpoints"
+    )
 
 
 def check_all_features(docs: list[dict[str, Any]]) -> str:
@@ -238,6 +312,7 @@ def check_all_features(docs: list[dict[str, Any]]) -> str:
         "NetworkPolicy",
         "ServiceMonitor",
         "ConfigMap",
+        "Pod",
     }
     expect(want <= set(kinds), f"all-features: missing {sorted(want - set(kinds))}")
     expect(
@@ -249,6 +324,18 @@ def check_all_features(docs: list[dict[str, Any]]) -> str:
     expect([8000] in ports and [9090] in ports, f"all-features: NetworkPolicy ports {ports}")
     for rule in netpol["ingress"]:
         expect(bool(rule.get("from")), "all-features: a NetworkPolicy rule admits every source")
+    test_labels = kinds["Pod"]["metadata"]["labels"]
+    expect(
+        any(
+            peer.get("podSelector", {}).get("matchLabels", {}).items() <= test_labels.items()
+            and "namespaceSelector" not in peer
+            for rule in netpol["ingress"]
+            for peer in rule["from"]
+            if peer.get("podSelector", {}).get("matchLabels")
+        ),
+        "all-features: the NetworkPolicy does not admit the helm test Pod",
+    )
+    check_test_pod(kinds, "all-features", tls=True)
     env = env_of(container)
     expect("AWS_ENDPOINT_URL" in env, "all-features: extraEnv not passed")
     expect(any(a.startswith("--") for a in container["args"][1:]), "all-features: extraArgs not passed")
@@ -308,20 +395,45 @@ def check_existing_secret(docs: list[dict[str, Any]]) -> str:
     return "ClusterIP Service, existing Secret with two keys in order, metrics off"
 
 
-def check_notes(path: Path) -> str:
-    """NOTES.txt holds propeller configuration, as YAML, naming this release's endpoint."""
+def check_tuned(docs: list[dict[str, Any]]) -> str:
+    kinds = by_kind(docs)
+    container = check_common(kinds, "tuned")
+    env = env_of(container)
+    want = {
+        "SENSOR_CONNECTOR_MAX_PENDING_RPCS": "1000000",
+        "SENSOR_CONNECTOR_MAX_STALENESS": "0.5",
+        "SENSOR_CONNECTOR_FS_CACHE_ENTRIES": "4096",
+        "SENSOR_CONNECTOR_STATE_CACHE_ENTRIES": "100000",
+        "SENSOR_CONNECTOR_PRELOAD": "s3,gcs",
+    }
+    got = {k: env.get(k) for k in want}
+    expect(got == want, f"tuned: options passed as {got}, not {want}")
+    expect(kinds["Service"]["metadata"]["name"] == "flyteconnector", "tuned: fullnameOverride")
+    expect("Role" not in kinds and "Pod" not in kinds, "tuned: RBAC or test Pod although not wanted")
+    return "options set are passed as plain numbers; fullnameOverride=flyteconnector names the Service"
+
+
+def notes_block(lines: list[str], first: str, stop: str) -> dict[str, Any]:
+    start = lines.index(first)
+    end = next(i for i in range(start + 1, len(lines)) if lines[i].startswith(stop))
+    block: dict[str, Any] = yaml.safe_load("\n".join(line[3:] for line in lines[start:end]))
+    return block
+
+
+def check_notes(path: Path, propeller_values: Path) -> str:
+    """NOTES.txt prints, for each Flyte chart, the values in helm/propeller-values with this release's
+    endpoint (the files name release sensor-connector in namespace flyte, as this render does)."""
     lines = path.read_text().splitlines()
-    start = lines.index("   tasks:")
-    end = next(i for i in range(start, len(lines)) if lines[i].startswith("   Keep "))
-    config = yaml.safe_load("\n".join(line[3:] for line in lines[start:end]))
-    plugins = config["tasks"]["task-plugins"]
-    expect("connector-service" in plugins["enabled-plugins"], "NOTES: connector-service not enabled")
-    expect(plugins["default-for-task-types"].get("sensor") == "connector-service", "NOTES: sensor not routed")
-    connector = config["plugins"]["connector-service"]["defaultConnector"]
-    endpoint = "dns:///sensors-sensor-connector.flyte.svc.cluster.local:8000"
-    expect(connector["endpoint"] == endpoint, f"NOTES: endpoint {connector['endpoint']}, not {endpoint}")
-    expect(connector["insecure"] is True, "NOTES: insecure is not true")
-    return f"propeller config with endpoint {endpoint}"
+    endpoint = "k8s://sensor-connector.flyte:8000"
+    blocks = {
+        "flyte-core": notes_block(lines, "   configmap:", "   flyte-binary:"),
+        "flyte-binary": notes_block(lines, "   enabled_plugins:", "   Both charts"),
+    }
+    for chart, block in blocks.items():
+        values = yaml.safe_load((propeller_values / f"{chart}.yaml").read_text())
+        expect(block == values, f"NOTES: the {chart} values differ from helm/propeller-values/{chart}.yaml")
+    expect(endpoint in path.read_text(), f"NOTES: no endpoint {endpoint}")
+    return f"flyte-core and flyte-binary values equal helm/propeller-values/*.yaml, endpoint {endpoint}"
 
 
 def main(argv: list[str]) -> int:
@@ -332,13 +444,16 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--default", type=Path, required=True)
     parser.add_argument("--all-features", type=Path, required=True)
     parser.add_argument("--existing-secret", type=Path, required=True)
+    parser.add_argument("--tuned", type=Path, required=True)
     parser.add_argument("--notes", type=Path, required=True)
+    parser.add_argument("--propeller-values", type=Path, required=True)
     args = parser.parse_args(argv)
 
     scenarios: list[tuple[str, Path, Callable[[list[dict[str, Any]]], str]]] = [
         ("default", args.default, check_default),
         ("all-features", args.all_features, check_all_features),
         ("existing-secret", args.existing_secret, check_existing_secret),
+        ("tuned", args.tuned, check_tuned),
     ]
     manifests = validations = 0
     passed = failed = 0
@@ -360,7 +475,7 @@ def main(argv: list[str]) -> int:
             f"({kinds}); {facts}"
         )
     try:
-        print(f"check: NOTES.txt: {check_notes(args.notes)}")
+        print(f"check: NOTES.txt: {check_notes(args.notes, args.propeller_values)}")
         passed += 1
     except (Failed, KeyError, TypeError, ValueError, StopIteration, yaml.YAMLError) as exc:
         print(f"check: NOTES.txt: FAILED: {type(exc).__name__}: {exc}", file=sys.stderr)

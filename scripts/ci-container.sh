@@ -9,7 +9,9 @@
 #      --isolation chroot --network host`) on a free loopback port, with the container's root filesystem
 #      mounted read-only and only the image's VOLUMEs (/var/lib/sensor-connector, /tmp) writable;
 #   4. from outside: gRPC health SERVING, a FileSensor lifecycle (RUNNING -> file appears -> SUCCEEDED ->
-#      Delete), the server's UID is not 0, SIGTERM stops it gracefully; the image size is printed.
+#      Delete), the server's UID is not 0, SIGTERM stops it gracefully; the image size is printed;
+#   5. inside: the image's packages are exactly those pinned in constraints.txt, and SqlSensor's
+#      PostgreSQL driver (pg8000) imports.
 #
 # Everything it made is removed on exit, failure or not (the cached stand-in base stays).
 # Needs root (buildah's storage, debootstrap); installs buildah and debootstrap with apt-get if missing.
@@ -25,7 +27,7 @@ BASE_IMAGE=docker.io/library/python:3.11-slim    # what `FROM python:3.11-slim` 
 BASE_TAR=$CACHE/base/python-3.11-slim-standin-$SUITE.tar
 IMAGE=localhost/flyte-sensor-connector:ci
 CTR=flyte-sensor-connector-ci
-EXTRAS=${EXTRAS-s3,gcs,azure}
+EXTRAS=${EXTRAS-s3,gcs,azure,postgres}
 SMOKE_PYTHON=${SMOKE_PYTHON:-$ROOT/.venv/bin/python}
 
 log() { printf '\n==> %s\n' "$*"; }
@@ -125,8 +127,8 @@ fi
 log "buildah bud ./Dockerfile (EXTRAS=$EXTRAS)"
 build_start=$SECONDS
 revision=$(git -C "$ROOT" rev-parse HEAD 2>/dev/null || echo unknown)
-version=$(python3 -c 'import sys, tomllib; print(tomllib.load(open(sys.argv[1], "rb"))["project"]["version"])' \
-    "$ROOT/pyproject.toml")
+version=$(sed -n 's/^__version__ = "\(.*\)"$/\1/p' "$ROOT/connector/__init__.py")
+[ -n "$version" ] || die "no __version__ in connector/__init__.py"
 buildah bud --isolation chroot --network host --pull=never \
     --build-arg "EXTRAS=$EXTRAS" \
     --build-arg "VERSION=$version" \
@@ -190,6 +192,36 @@ echo "stand-in base size: $(size_of "$BASE_IMAGE") (the official python:3.11-sli
 echo "added by this project (/opt/sensor-connector venv, EXTRAS=$EXTRAS): ${venv_mb} MB"
 echo "largest in the venv (MB): $(du -sm "$MNT"/opt/sensor-connector/lib/python3*/site-packages/* \
     | sort -rn | head -8 | awk '{n = split($2, p, "/"); printf "%s %s, ", p[n], $1}' | sed 's/, $//')"
+
+# --- what is installed: exactly constraints.txt, and the PostgreSQL driver SqlSensor uses ---------------
+log "installed packages vs. constraints.txt; SqlSensor's driver"
+buildah run --isolation chroot --user "$IMG_USER" "$CTR" -- /opt/sensor-connector/bin/python -c '
+import importlib.metadata as md
+for d in sorted(md.distributions(), key=lambda d: d.metadata["Name"].lower()):
+    print(d.metadata["Name"] + "==" + d.version)
+' >"$WORK/installed.txt"
+"$SMOKE_PYTHON" - "$ROOT/constraints.txt" "$WORK/installed.txt" <<'PY' || die "the image does not hold what constraints.txt pins"
+import re, sys
+norm = lambda n: re.sub(r"[-_.]+", "-", n).lower()
+pins = {}
+for line in open(sys.argv[1]):
+    line = line.split("#")[0].strip()
+    if "==" in line:
+        name, version = line.split("==", 1)
+        pins[norm(name.split("[")[0])] = version.split(";")[0].strip()
+installed = {}
+for line in open(sys.argv[2]):
+    if "==" in line:
+        name, version = line.strip().split("==", 1)
+        installed[norm(name)] = version
+installed.pop("flyte-sensor-connector", None)
+wrong = {n: (v, pins.get(n)) for n, v in installed.items() if pins.get(n) != v}
+print(f"{len(installed)} packages installed, all at the versions constraints.txt pins" if not wrong else f"not as pinned (installed, pinned): {wrong}")
+sys.exit(1 if wrong else 0)
+PY
+buildah run --isolation chroot --user "$IMG_USER" "$CTR" -- /opt/sensor-connector/bin/python -c \
+    'import pg8000, sqlalchemy; from sensors.sql import SqlSensor; print("SqlSensor imports: SQLAlchemy", sqlalchemy.__version__, "with pg8000")' \
+    || die "SqlSensor or its PostgreSQL driver does not import in the image"
 
 # --- 3. run the image's own entrypoint + cmd, read-only root -------------------------------------------
 mkdir -p "$WORK/state" "$WORK/tmp" "$WORK/data" "$WORK/keys"
@@ -304,7 +336,7 @@ TRY_OUT=$WORK/try.out
 "$(dirname "$SMOKE_PYTHON")/sensor-connector" try "127.0.0.1:$PORT" FileSensor --input path=/data/try.txt \
     --interval 0.5 --timeout 120 >"$TRY_OUT" 2>&1 &
 TRY_PID=$!
-for _ in $(seq 1 120); do grep -q RUNNING "$TRY_OUT" && break; sleep 0.5; done
+for _ in $(seq 1 120); do grep -qs RUNNING "$TRY_OUT" && break; sleep 0.5; done
 grep -q RUNNING "$TRY_OUT" || { cat "$TRY_OUT"; die "try: never reported RUNNING"; }
 touch "$WORK/data/try.txt"
 wait "$TRY_PID" || { cat "$TRY_OUT"; die "try: did not exit 0 after the file appeared"; }

@@ -69,7 +69,7 @@ fi
 
 # --- lint ----------------------------------------------------------------------------------------------
 log "helm lint"
-"$HELM" lint --strict "$CHART"
+"$HELM" lint --strict "$CHART" --set signingKey.generate=true
 "$HELM" lint --strict "$CHART" -f "$CHART/ci/all-features-values.yaml"
 
 # --- render --------------------------------------------------------------------------------------------
@@ -78,11 +78,12 @@ log "helm template"
 render() {
     local name=$1
     shift
-    "$HELM" template sensors "$CHART" --namespace flyte "$@" >"$OUT/$name.yaml" \
+    "$HELM" template sensor-connector "$CHART" --namespace flyte "$@" >"$OUT/$name.yaml" \
         || die "helm template $name"
     echo "rendered $name: $(grep -c '^kind:' "$OUT/$name.yaml") manifests"
 }
-render default
+# "default": the chart's values plus the one choice it makes the operator state (a generated key).
+render default --set signingKey.generate=true
 render all-features -f "$CHART/ci/all-features-values.yaml"
 render existing-secret --set signingKey.existingSecret=connector-keys \
     --set 'signingKey.keys={new.key,old.key}' --set service.headless=false --set metrics.enabled=false \
@@ -101,12 +102,12 @@ rm "$OUT/notes-chart/templates/NOTES.txt"
 render_notes() {
     local name=$1
     shift
-    "$HELM" template sensors "$OUT/notes-chart" --namespace flyte --show-only templates/ci-notes.yaml "$@" \
+    "$HELM" template sensor-connector "$OUT/notes-chart" --namespace flyte --show-only templates/ci-notes.yaml "$@" \
         | "$KV_PY" -c 'import sys, yaml; print(yaml.safe_load(sys.stdin)["data"]["notes"])' >"$OUT/$name" \
         || die "rendering NOTES.txt ($name)"
     echo "rendered $name: $(wc -l <"$OUT/$name") lines"
 }
-render_notes NOTES.txt
+render_notes NOTES.txt --set signingKey.generate=true
 render_notes NOTES-all-features.txt -f "$CHART/ci/all-features-values.yaml"
 render_notes NOTES-existing-secret.txt --set signingKey.existingSecret=connector-keys \
     --set service.headless=false --set metrics.enabled=false
@@ -116,7 +117,8 @@ render_notes NOTES-existing-secret.txt --set signingKey.existingSecret=connector
 refuse() {
     local why=$1 pattern=$2
     shift 2
-    if "$HELM" template sensors "$CHART" --namespace flyte "$@" >/dev/null 2>"$OUT/refused.err"; then
+    if "$HELM" template sensor-connector "$CHART" --namespace flyte --set signingKey.generate=true "$@" \
+        >/dev/null 2>"$OUT/refused.err"; then
         die "helm template accepted $why: $*"
     fi
     grep -qE "$pattern" "$OUT/refused.err" || { cat "$OUT/refused.err" >&2; die "$why: failed for another reason"; }
@@ -124,13 +126,25 @@ refuse() {
 }
 refuse "an unknown value (schema)" "additional properties 'headles'" --set service.headles=true
 refuse "a headless LoadBalancer" "service.headless needs" --set service.type=LoadBalancer
-refuse "a grace period longer than the pod's" "must exceed config.gracePeriod" --set config.gracePeriod=60
+refuse "a grace period longer than the pod's" "must be at least preStopSleepSeconds" --set config.gracePeriod=60
+refuse "a drain period longer than the pod's" "must be at least preStopSleepSeconds" --set config.drainPeriod=30
+refuse "the dns resolver without a headless Service" "propeller.resolver=dns needs" \
+    --set propeller.resolver=dns --set service.headless=false
+refuse "no signing key choice (GitOps would regenerate it)" "signingKey: set signingKey.existingSecret" \
+    --set signingKey.generate=false
+refuse "an unknown propeller resolver" "/propeller/resolver" --set propeller.resolver=xds
 refuse "an empty key list" "/signingKey.*keys" --set 'signingKey.keys=null'
 refuse "a bad log format" "/config/logFormat" --set config.logFormat=xml
 refuse "Kubernetes 1.26 (no native gRPC probes)" "requires kubeVersion" --kube-version 1.26.0
-"$HELM" template sensors "$CHART" --namespace flyte --kube-version 1.27.0 >/dev/null \
+"$HELM" template sensor-connector "$CHART" --namespace flyte --kube-version 1.27.0 --set signingKey.generate=true >/dev/null \
     || die "helm template refuses Kubernetes 1.27"
 echo "accepted Kubernetes 1.27.0 (the chart's kubeVersion floor)"
+
+# Options left unset (null) are not passed; set, they are (as numbers, never 1e+06).
+render tuned --set signingKey.generate=true --set config.maxPendingRpcs=1000000 \
+    --set-json config.maxStaleness=0.5 --set config.fsCacheEntries=4096 --set config.stateCacheEntries=100000 \
+    --set 'config.preload={s3,gcs}' --set propeller.resolver=dns --set tests.enabled=false \
+    --set fullnameOverride=flyteconnector --set 'propeller.rbac.serviceAccounts[0].name=flyte-backend-flyte-binary'
 
 "$HELM" package "$CHART" --destination "$OUT" >/dev/null || die "helm package"
 echo "packaged: $(cd "$OUT" && ls sensor-connector-*.tgz) ($(du -k "$OUT"/sensor-connector-*.tgz | cut -f1) KiB)"
@@ -139,4 +153,15 @@ echo "packaged: $(cd "$OUT" && ls sensor-connector-*.tgz) ($(du -k "$OUT"/sensor
 log "kubernetes-validate ${KUBE_VERSIONS[*]} (strict) and chart assertions"
 "$KV_PY" "$ROOT/scripts/check_manifests.py" --kube-versions "${KUBE_VERSIONS[@]}" \
     --default "$OUT/default.yaml" --all-features "$OUT/all-features.yaml" \
-    --existing-secret "$OUT/existing-secret.yaml" --notes "$OUT/NOTES.txt"
+    --existing-secret "$OUT/existing-secret.yaml" --tuned "$OUT/tuned.yaml" --notes "$OUT/NOTES.txt" \
+    --propeller-values "$ROOT/helm/propeller-values"
+
+# --- propeller values: the records of rendering Flyte's real charts ------------------------------------
+log "propeller values vs. their rendered records (helm/propeller-values/rendered)"
+for values in "$ROOT"/helm/propeller-values/*.yaml; do
+    chart=$(basename "$values" .yaml)
+    for record in "$ROOT"/helm/propeller-values/rendered/"$chart"-*.yaml; do
+        "$KV_PY" "$ROOT/scripts/check_propeller_config.py" recorded "$values" "$record" \
+            || die "$(basename "$record") does not match $(basename "$values")"
+    done
+done

@@ -136,12 +136,12 @@ class Sensor(abc.ABC, Generic[C]):
         unknown = sorted(set(values) - set(cls.inputs))
         if unknown:
             raise ConfigError(
-                f"{cls.name} takes no input named {', '.join(unknown)}; it takes {_names(cls.inputs)}."
+                f"{cls.name} takes no input named {short_list(unknown)}; it takes {_names(cls.inputs)}."
             )
         missing = [name for name in cls.inputs if name not in values and not _is_optional(cls.inputs[name])]
         if missing:
             raise ConfigError(
-                f"{cls.name} needs input {', '.join(missing)} and the request does not give it."
+                f"{cls.name} needs input {short_list(missing)} and the request does not give it."
             )
         return {
             name: check_value(value, cls.inputs[name], f"input {name!r}") for name, value in values.items()
@@ -172,7 +172,35 @@ def human_duration(delta: dt.timedelta, *, round_up: bool = False) -> str:
 
 
 def _names(declared: Mapping[str, Any]) -> str:
-    return ", ".join(declared) if declared else "none"
+    return short_list(declared) if declared else "none"
+
+
+def short_list(names: Collection[Any], shown: int = 5) -> str:
+    """Names for a message, at most `shown` of them (each cut short): `a, b, c and 9997 more`."""
+    items = [short(str(name), 40) for name in list(names)[:shown]]
+    rest = len(names) - len(items)
+    return ", ".join(items) + (f" and {rest} more" if rest > 0 else "")
+
+
+def short(text: str, limit: int = 60) -> str:
+    """`text` cut to about `limit` characters for a message, marking the cut."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _short_repr(value: Any) -> str:
+    return short(repr(value), 80)
+
+
+#: Control characters a string may not hold: C0 (but tab and line breaks, which free text such as a
+#: query needs), DEL and C1. A NUL cuts a path short in C code; others hide what a path or URL says.
+_CONTROL = frozenset(chr(c) for c in (*range(0x20), *range(0x7F, 0xA0))) - {"\t", "\n", "\r"}
+
+
+def _check_text(value: str, what: str) -> str:
+    if _CONTROL.isdisjoint(value):
+        return value
+    bad = next(c for c in value if c in _CONTROL)
+    raise ConfigError(f"{what} holds the control character U+{ord(bad):04X}, which no path, URL or name may.")
 
 
 def _is_optional(tp: Any) -> bool:
@@ -201,7 +229,7 @@ def check_value(value: Any, tp: Any, what: str) -> Any:
             except ConfigError as exc:
                 errors.append(str(exc))
         raise ConfigError(
-            errors[0] if len(errors) == 1 else f"{what} must be {type_name(tp)}, not {value!r}."
+            errors[0] if len(errors) == 1 else f"{what} must be {type_name(tp)}, not {_short_repr(value)}."
         )
     if origin in (list, tuple, Sequence):
         if isinstance(value, str | bytes) or not isinstance(value, list | tuple):
@@ -214,7 +242,8 @@ def check_value(value: Any, tp: Any, what: str) -> Any:
             raise ConfigError(f"{what} must be a mapping, not {type(value).__name__}.")
         kt, vt = args if args else (Any, Any)
         return {
-            check_value(k, kt, f"{what} key"): check_value(v, vt, f"{what}[{k!r}]") for k, v in value.items()
+            check_value(k, kt, f"{what} key"): check_value(v, vt, f"{what}[{_short_repr(k)}]")
+            for k, v in value.items()
         }
     if tp is Any:
         return value
@@ -228,11 +257,13 @@ def check_value(value: Any, tp: Any, what: str) -> Any:
         try:
             value = dt.datetime.fromisoformat(value)
         except ValueError:
-            raise ConfigError(f"{what} must be an ISO 8601 datetime, not {value!r}.") from None
+            raise ConfigError(f"{what} must be an ISO 8601 datetime, not {_short_repr(value)}.") from None
     if tp is dt.datetime and isinstance(value, dt.datetime) and value.tzinfo is None:
         return value.replace(tzinfo=dt.UTC)
     if isinstance(tp, type) and (not isinstance(value, tp) or (tp is int and isinstance(value, bool))):
-        raise ConfigError(f"{what} must be {type_name(tp)}, not {type(value).__name__} {value!r}.")
+        raise ConfigError(f"{what} must be {type_name(tp)}, not {type(value).__name__} {_short_repr(value)}.")
+    if isinstance(value, str):
+        return _check_text(value, what)
     return value
 
 
@@ -243,8 +274,8 @@ def build_dataclass(cls: type[Any], raw: Mapping[str, Any], *, what: str) -> Any
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(raw) - set(fields))
     if unknown:
-        known = ", ".join(fields) or "no fields"
-        raise ConfigError(f"{what} has no field {', '.join(unknown)}; it takes {known}.")
+        known = short_list(fields, 12) or "no fields"
+        raise ConfigError(f"{what} has no field {short_list(unknown)}; it takes {known}.")
     hints = typing.get_type_hints(cls)
     kwargs = {name: check_value(value, hints[name], f"{what} field {name!r}") for name, value in raw.items()}
     try:

@@ -361,7 +361,10 @@ class SqlSensor(CatalogSensorTask):
 
     def __init__(self, name: str, config: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
         if self.catalog is None:
-            raise ImportError("SqlSensor needs SQLAlchemy; install flyte-sensor-connector[sql].")
+            raise ImportError(
+                "SqlSensor needs SQLAlchemy; install flytekitplugins-sensor-connector[sql] "
+                "(or flyte-sensor-connector[sql] in a checkout)."
+            )
         super().__init__(name, config, **kwargs)
 
     async def poke(self, query: str) -> bool:

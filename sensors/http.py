@@ -249,6 +249,8 @@ class RefusedAddress(OSError):
 
 
 def _check_url(url: str, error: type[Exception]) -> None:
+    if any(c.isspace() for c in url):  # urlsplit drops tabs and line breaks silently; a URL has none
+        raise error("input 'url' must not contain spaces, tabs or line breaks.")
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError on a bad port

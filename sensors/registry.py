@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any
 
-from .base import Sensor
+from .base import Sensor, short, short_list
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +93,8 @@ class SensorRegistry:
             return self._sensors[key]
         if key in self._unavailable:
             raise UnavailableSensorError(self._unavailable[key])
-        known = ", ".join(sorted(self._sensors)) or "none"
-        raise UnknownSensorError(f"no sensor is registered as {name!r}; registered sensors: {known}.")
+        known = short_list(sorted(self._sensors)) or "none"
+        raise UnknownSensorError(f"no sensor is registered as {short(name)!r}; registered sensors: {known}.")
 
     def __iter__(self) -> Iterator[type[Sensor[Any]]]:
         return iter(sorted(self._sensors.values(), key=lambda c: c.name))

@@ -115,6 +115,7 @@ def config(tmp_path: Path, key_file: Path) -> Config:
         state_dir=tmp_path / "state",
         poke_timeout=2.0,
         grace_period=1.0,
+        drain_period=0.0,
     )
 
 
@@ -208,7 +209,9 @@ class Process:
 
 def spawn(*args: str, env: dict[str, str] | None = None, timeout: float = 30) -> Process:
     """Run `sensor-connector serve ARGS` and wait until it logs the port it listens on."""
-    cmd = [sys.executable, "-m", "connector.cli", "serve", "--host", "127.0.0.1", "--port", "0", *args]
+    # No drain unless a test asks for one (a later flag wins): stopping a child then takes no 15 s.
+    base = ["serve", "--host", "127.0.0.1", "--port", "0", "--drain-period", "0"]
+    cmd = [sys.executable, "-m", "connector.cli", *base, *args]
     proc = subprocess.Popen(
         cmd,
         stdout=subprocess.DEVNULL,

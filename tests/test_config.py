@@ -37,6 +37,9 @@ def test_every_option_is_read_from_its_environment_variable(monkeypatch: pytest.
         SENSOR_CONNECTOR_MAX_CONCURRENT_RPCS="100",
         SENSOR_CONNECTOR_BLOCKING_THREADS="4",
         SENSOR_CONNECTOR_GRACE_PERIOD="3",
+        SENSOR_CONNECTOR_DRAIN_PERIOD="7.5",
+        SENSOR_CONNECTOR_MAX_CONNECTION_AGE="0",
+        SENSOR_CONNECTOR_MAX_PENDING_RPCS="5000",
         SENSOR_CONNECTOR_LOG_LEVEL="debug",
         SENSOR_CONNECTOR_LOG_FORMAT="JSON",
     )
@@ -51,6 +54,9 @@ def test_every_option_is_read_from_its_environment_variable(monkeypatch: pytest.
         max_concurrent_rpcs=100,
         blocking_threads=4,
         grace_period=3.0,
+        drain_period=7.5,
+        max_connection_age=0.0,
+        max_pending_rpcs=5000,
         log_level="DEBUG",
         log_format="json",
     )
@@ -73,6 +79,9 @@ def test_flags_win_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None
         ("port", 70000, "--port must be a port number"),
         ("poke_timeout", 0, "--poke-timeout must be more than 0"),
         ("max_concurrent_rpcs", -1, "--max-concurrent-rpcs must be zero"),
+        ("max_pending_rpcs", 0, "--max-pending-rpcs must be at least 1"),
+        ("drain_period", -1, "--drain-period must be zero or more seconds"),
+        ("max_connection_age", -0.5, "--max-connection-age must be zero or more seconds"),
     ],
 )
 def test_impossible_values_are_refused(field: str, value: object, needle: str) -> None:

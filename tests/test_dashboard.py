@@ -46,7 +46,14 @@ async def test_every_dashboard_metric_is_exported_after_a_lifecycle(make_connect
 
     dashboard = json.loads(DASHBOARD.read_text())
     exprs = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
-    used = {name for expr in exprs for name in re.findall(r"\b(flyte_[a-z_]+)\b", expr)}
+    used = {name for expr in exprs for name in re.findall(r"\b((?:flyte|process|python)_[a-z_]+)\b", expr)}
     assert used, "the dashboard queries nothing"
     missing = sorted(used - exported)
     assert not missing, f"the dashboard queries metrics the connector does not export: {missing}"
+    assert "process_resident_memory_bytes" in used
+    # Request latency is read as a quantile over the histogram's buckets, never as a plain average only.
+    latency = [e for e in exprs if "flyte_connector_request_latency_seconds" in e]
+    assert any(
+        e.startswith("histogram_quantile(0.99,") and "flyte_connector_request_latency_seconds_bucket" in e
+        for e in latency
+    ), latency

@@ -49,3 +49,41 @@ def test_the_readme_workflow_runs_locally_with_stock_flytekit(tmp_path: Path) ->
         assert module.wf(path=str(data)) == 2
     finally:
         del sys.modules["readme_wf"]
+
+
+def test_readme_documents_every_environment_setting_the_code_reads() -> None:
+    readme = (ROOT / "README.md").read_text()
+    sources = [*ROOT.glob("connector/**/*.py"), *ROOT.glob("sensors/*.py")]
+    read = {
+        name
+        for path in sources
+        for name in re.findall(r"\bSENSOR_CONNECTOR_[A-Z_]*[A-Z]\b", path.read_text())
+        if name != "SENSOR_CONNECTOR_SECRET"  # the prefix of SENSOR_CONNECTOR_SECRET_<NAME>
+    }
+    assert read, "found no environment settings in the code"
+    missing = sorted(n for n in read if f"`{n}`" not in readme)
+    assert not missing, f"README's tables lack {missing}"
+
+
+def test_the_docs_name_one_service_for_one_release() -> None:
+    """README, deploy.md, operations.md and the chart's NOTES agree: release `sensor-connector` in
+    namespace `flyte` makes Service `sensor-connector` (flytekit's `flyteconnector` only where the
+    text is about it)."""
+    texts = {p: (ROOT / p).read_text() for p in ("README.md", "docs/deploy.md", "docs/operations.md")}
+    for path, text in texts.items():
+        services = set(re.findall(r"svc/([a-z0-9-]+)", text))
+        services |= set(re.findall(r"k8s://([a-z0-9-]+)\.flyte:8000", text))
+        services |= set(re.findall(r"dns:///([a-z0-9-]+)\.flyte\.svc\.cluster\.local:8000", text))
+        services |= set(re.findall(r"deploy/([a-z0-9-]+)", text))
+        assert services <= {"sensor-connector", "flyteconnector"}, f"{path} names {services}"
+        for install in re.findall(r"helm (?:install|upgrade) (\S+) \S*helm/sensor-connector", text):
+            assert install == "sensor-connector", f"{path} installs release {install}"
+
+
+def test_the_chart_app_version_is_the_project_version() -> None:
+    import connector
+
+    chart = (ROOT / "helm" / "sensor-connector" / "Chart.yaml").read_text()
+    app_version = re.search(r'^appVersion: "?([^"\n]+)"?$', chart, re.M)
+    assert app_version is not None
+    assert app_version.group(1) == connector.__version__

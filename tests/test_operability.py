@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import importlib.metadata
 import logging
+import platform
 import socket
 from pathlib import Path
 from typing import Any
@@ -212,6 +214,93 @@ async def test_prometheus_endpoint_counts_a_lifecycle_exactly(make_connector: An
     assert value(pokes, sensor="FileSensor", outcome="met") == 1
     assert value("flyte_sensor_connector_poke_latency_seconds_count", sensor="FileSensor") == 2
     assert value("flyte_sensor_connector_poke_timeouts_total", sensor="FileSensor") == 0
+
+
+def metric_families(port: int) -> dict[str, Any]:
+    """GET /metrics from the real endpoint, parsed: {family name: family}."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return {f.name: f for f in text_string_to_metric_families(text)}
+
+
+async def test_prometheus_endpoint_has_the_conventional_series_once_each(
+    make_connector: Any, tmp_path: Path
+) -> None:
+    import connector
+    from connector.metrics import REQUEST_BUCKETS
+
+    server = await make_connector(metrics_port=free_port())
+    target = tmp_path / "data.csv"
+    target.write_text("x")
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        c = Connector(server, channel)
+        meta = await c.create(file_sensor_request(str(target)))
+        assert (await c.get(meta)).phase == Phase.SUCCEEDED
+    families = metric_families(server.metrics.port)
+    samples = [(s.name, tuple(sorted(s.labels.items()))) for f in families.values() for s in f.samples]
+
+    # What prometheus_client's default collectors give flytekit's connector, in this server's registry.
+    for name in ("process_resident_memory_bytes", "process_cpu_seconds", "process_start_time_seconds",
+                 "python_gc_objects_collected", "python_gc_collections", "python_info"):  # fmt: skip
+        assert name in families, f"{name} is not exported"
+    # Latency is a histogram under flytekit's name: buckets for p99, count and sum as before.
+    latency = families["flyte_connector_request_latency_seconds"]
+    assert latency.type == "histogram"
+    get = (("operation", "get"), ("task_type", "sensor"))
+    buckets = [s for s in latency.samples if s.name.endswith("_bucket") and s.labels["operation"] == "get"]
+    assert [float(s.labels["le"]) for s in buckets] == [*REQUEST_BUCKETS, float("inf")]
+    count = [
+        s.value
+        for s in latency.samples
+        if s.name.endswith("_count") and tuple(sorted(s.labels.items())) == get
+    ]
+    assert count == [1] and buckets[-1].value == 1
+    info = families["flyte_sensor_connector_build_info"].samples
+    assert len(info) == 1 and info[0].value == 1
+    assert info[0].labels["version"] == connector.__version__
+    assert info[0].labels["python"] == platform.python_version()
+    assert info[0].labels["flyteidl"] == importlib.metadata.version("flyteidl")
+    # No series twice, and no `_created` companions duplicating every child.
+    assert len(samples) == len(set(samples))
+    assert not [n for n, _ in samples if n.endswith("_created")]
+
+
+async def test_counting_a_request_binds_no_label_children(make_connector: Any, tmp_path: Path) -> None:
+    from prometheus_client.metrics import MetricWrapperBase
+
+    server = await make_connector(metrics_port=free_port())
+    target = tmp_path / "data.csv"
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        c = Connector(server, channel)
+        meta = await c.create(file_sensor_request(str(target)))
+        assert (await c.get(meta)).phase == Phase.RUNNING  # binds the get and poke children once
+        calls = []
+        original = MetricWrapperBase.labels
+
+        def counting(self: Any, *args: Any, **kwargs: Any) -> Any:
+            calls.append(args)
+            return original(self, *args, **kwargs)
+
+        MetricWrapperBase.labels = counting  # type: ignore[method-assign]
+        try:
+            for _ in range(5):
+                assert (await c.get(meta)).phase == Phase.RUNNING
+            await c.create(file_sensor_request(str(target)))
+        finally:
+            MetricWrapperBase.labels = original  # type: ignore[method-assign]
+    assert calls == []
+    figures = scrape(server.metrics.port)
+    get = (("operation", "get"), ("task_type", "sensor"))
+    assert figures[("flyte_connector_requests_success_total", get)] == 6
+    assert figures[("flyte_connector_request_latency_seconds_count", get)] == 6
+    assert (
+        figures[("flyte_sensor_connector_pokes_total", (("outcome", "waiting"), ("sensor", "FileSensor")))]
+        == 6
+    )
 
 
 async def test_a_poke_over_budget_counts_a_timeout_and_logs_a_warning(

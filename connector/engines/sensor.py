@@ -41,7 +41,7 @@ SENSOR_CATEGORY = TaskCategory("sensor", 0)
 #: Outputs travel in the GetTask response; keep them well inside gRPC's default 4 MiB message.
 MAX_OUTPUT_BYTES = 1024 * 1024
 #: Modules whose classes may be named by their bare class name (our own authoring classes).
-_OWN_MODULES = ("", "sensors", "sensors.flytekit")
+_OWN_MODULES = ("", "sensors", "sensors.flytekit", "flytekitplugins.sensor_connector.flytekit")
 #: The boolean output any sensor may declare: True when met, False when a soft_fail deadline passed.
 MET_OUTPUT = "met"
 #: Policy memory slot of an answer given after the deadline: final, never poked again here.

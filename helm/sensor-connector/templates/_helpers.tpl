@@ -82,9 +82,31 @@ the Secret and the Deployment's checksum annotation see the same value.
 {{- index $state "_generated" }}
 {{- end }}
 
-{{/* The cluster-local gRPC endpoint propeller should dial. */}}
+{{/*
+The gRPC endpoint propeller should dial. k8s: propeller's own resolver, as Flyte's charts configure
+flytekit's connector (it watches this Service's Endpoints and sets the TLS server name to svc.ns). dns:
+grpc-go's DNS resolver on the headless Service.
+*/}}
 {{- define "sensor-connector.endpoint" -}}
+{{- if eq .Values.propeller.resolver "dns" }}
 {{- printf "dns:///%s.%s.svc.cluster.local:%d" (include "sensor-connector.fullname" .) .Release.Namespace (int .Values.ports.grpc) }}
+{{- else }}
+{{- printf "k8s://%s.%s:%d" (include "sensor-connector.fullname" .) .Release.Namespace (int .Values.ports.grpc) }}
+{{- end }}
+{{- end }}
+
+{{/* The host name propeller's TLS check expects in the certificate. */}}
+{{- define "sensor-connector.tlsServerName" -}}
+{{- if eq .Values.propeller.resolver "dns" }}
+{{- printf "%s.%s.svc.cluster.local" (include "sensor-connector.fullname" .) .Release.Namespace }}
+{{- else }}
+{{- printf "%s.%s" (include "sensor-connector.fullname" .) .Release.Namespace }}
+{{- end }}
+{{- end }}
+
+{{/* Seconds a terminating pod needs: preStop sleep, drain, grace for in-flight calls, and a margin. */}}
+{{- define "sensor-connector.shutdownSeconds" -}}
+{{- add (int .Values.preStopSleepSeconds) (ceil .Values.config.drainPeriod) (ceil .Values.config.gracePeriod) 2 }}
 {{- end }}
 
 {{/* Checks of combinations the schema cannot express. */}}
@@ -92,14 +114,20 @@ the Secret and the Deployment's checksum annotation see the same value.
 {{- if and .Values.service.headless (ne .Values.service.type "ClusterIP") }}
 {{- fail "service.headless needs service.type ClusterIP" }}
 {{- end }}
+{{- if and (eq .Values.propeller.resolver "dns") (not .Values.service.headless) }}
+{{- fail "propeller.resolver=dns needs service.headless=true (a ClusterIP name resolves to one address, so one pod would take every call)" }}
+{{- end }}
 {{- if and .Values.serviceMonitor.enabled (not .Values.metrics.enabled) }}
 {{- fail "serviceMonitor.enabled needs metrics.enabled" }}
 {{- end }}
-{{- if le (int .Values.terminationGracePeriodSeconds) (add (int .Values.config.gracePeriod) (int .Values.preStopSleepSeconds)) }}
-{{- fail "terminationGracePeriodSeconds must exceed config.gracePeriod + preStopSleepSeconds" }}
+{{- if lt (int .Values.terminationGracePeriodSeconds) (int (include "sensor-connector.shutdownSeconds" .)) }}
+{{- fail (printf "terminationGracePeriodSeconds (%d) must be at least preStopSleepSeconds + config.drainPeriod + config.gracePeriod + 2 = %s, or the kubelet kills pods with calls in flight" (int .Values.terminationGracePeriodSeconds) (include "sensor-connector.shutdownSeconds" .)) }}
 {{- end }}
 {{- if eq .Values.ports.grpc .Values.ports.metrics }}
 {{- fail "ports.grpc and ports.metrics must differ" }}
+{{- end }}
+{{- if and (not .Values.signingKey.existingSecret) (not .Values.signingKey.generate) }}
+{{- fail "signingKey: set signingKey.existingSecret to a Secret you manage (required with Argo CD, Flux or `helm template`: they cannot see the cluster, so a generated key would change on every sync and fail every running sensor), or set signingKey.generate=true to let `helm install` generate one and `helm upgrade` keep it" }}
 {{- end }}
 {{- end }}
 
