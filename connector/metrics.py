@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Histogram, Summary, start_http_server
+from prometheus_client.core import CounterMetricFamily, Metric
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +116,10 @@ class Metrics:
         if kind == "timeout":
             self.poke_timeouts.labels(sensor).inc()
 
+    def watch_store(self, read: StoreCounts) -> None:
+        """Export the object-store counters `read` returns (kept as plain counters by the sensors)."""
+        self.registry.register(StoreCollector(read))
+
     def serve(self, host: str, port: int) -> int:
         """Serve /metrics over HTTP on a daemon thread; returns the bound port."""
         addr = host.strip("[]") or "0.0.0.0"  # noqa: S104 (the operator chose the address)
@@ -130,3 +136,34 @@ class Metrics:
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
+
+
+#: Returns (store requests by (protocol, operation), pokes answered by (protocol, source)).
+StoreCounts = Callable[[], tuple[Mapping[tuple[str, str], int], Mapping[tuple[str, str], int]]]
+
+
+class StoreCollector:
+    """Object-store requests and how pokes were answered, read at scrape time from plain counters."""
+
+    def __init__(self, read: StoreCounts) -> None:
+        self.read = read
+
+    def collect(self) -> Iterator[Metric]:
+        """The two counter families, as of now."""
+        requests, answers = self.read()
+        made = CounterMetricFamily(
+            f"{OWN_PREFIX}store_requests",
+            "Requests made to object stores and filesystems, by protocol and operation (info, list, glob)",
+            labels=["protocol", "operation"],
+        )
+        for (protocol, operation), count in sorted(requests.items()):
+            made.add_metric([protocol, operation], count)
+        yield made
+        answered = CounterMetricFamily(
+            f"{OWN_PREFIX}store_answers",
+            "Filesystem answers given to pokes, by source: own request, shared request, shared listing",
+            labels=["protocol", "source"],
+        )
+        for (protocol, source), count in sorted(answers.items()):
+            answered.add_metric([protocol, source], count)
+        yield answered
