@@ -67,7 +67,8 @@ class Settings:
     """How sharing behaves; set once at start-up through `configure`."""
 
     #: Seconds an answer may serve later pokes, counted from when its request started; 0 = no sharing.
-    max_staleness: float = 1.0
+    #: Off unless the server turns it on (--max-staleness): a local `pyflyte run` pokes exactly.
+    max_staleness: float = 0.0
     #: Answers and listed items kept at most (an LRU); expired ones are dropped as new ones arrive.
     cache_entries: int = 50_000
     #: Protocols (canonical names) whose prefix listings are trusted to answer many sensors at once.
@@ -189,6 +190,8 @@ def _import_future(protocol: str) -> concurrent.futures.Future[type[fsspec.Abstr
         if future is not None:
             return future
         future = concurrent.futures.Future()
+        # Running from the start, so that no waiter giving up (a cancelled wrap_future) can cancel it.
+        future.set_running_or_notify_cancel()
         _imports[protocol] = future
 
     def run() -> None:
@@ -541,7 +544,9 @@ async def _ask(
                     state.last_error[target.protocol] = (SETTINGS.clock(), detail)
                 raise
 
-        answer = _Answer(now, asyncio.ensure_future(run()))
+        task = asyncio.ensure_future(run())
+        task.add_done_callback(_retrieve)  # a failure nobody waits for any more is not an error to log
+        answer = _Answer(now, task)
         if shared:
             state.remember(cache_key, answer)
     try:
@@ -550,6 +555,11 @@ async def _ask(
             return await asyncio.shield(answer.future), was_shared
     except TimeoutError:
         raise TransientError(_no_answer(target, state, budget)) from None
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 def _no_answer(target: Target, state: _LoopState, budget: float | None) -> str:

@@ -123,14 +123,14 @@ async def test_a_store_that_never_answers_keeps_the_sensor_waiting_and_says_so(
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     try:
-        server = await make_connector(poke_timeout=0.5, preload=["s3"])
+        server = await make_connector(poke_timeout=1.5, preload=["s3"])
         async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
             c = Connector(server, channel)
             resource = await c.get(await c.create(file_sensor_request("s3://slow/key")))
     finally:
         silent.close()
     assert resource.phase == Phase.RUNNING
-    assert resource.message.startswith("s3://slow/key: the store did not answer within 0.")
+    assert resource.message.startswith("s3://slow/key: the store did not answer within 1.")
     assert resource.message.endswith("; will poke again.")
 
 
