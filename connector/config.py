@@ -23,7 +23,7 @@ def _opt(
 ) -> Any:
     meta = {"help": help, "metavar": metavar, "choices": choices}
     if isinstance(default, list):
-        return field(default_factory=list, metadata=meta)
+        return field(default_factory=lambda: list(default), metadata=meta)
     if callable(default):
         return field(default_factory=default, metadata=meta)
     return field(default=default, metadata=meta)
@@ -86,6 +86,26 @@ class Config:
         "seconds after which a client connection is asked to reconnect (GOAWAY), so clients "
         "re-resolve and new replicas get traffic; 0 = never",
     )
+    max_staleness: float = _opt(
+        1.0,
+        "seconds an object-store answer may serve other pokes asking the same, counted from when its "
+        "request started; 0 = every poke asks the store itself",
+    )
+    fs_cache_entries: int = _opt(
+        50_000, "object-store answers and listed items kept for sharing at most (an LRU)"
+    )
+    listing_protocols: list[str] = _opt(
+        ["s3"],
+        "protocols where one prefix listing may answer many sensors waiting under that prefix "
+        "(comma-separated; empty = object by object)",
+        metavar="PROTOCOL",
+    )
+    preload: list[str] = _opt(
+        [],
+        "protocols whose filesystem support is imported at start-up instead of on first use "
+        "(comma-separated, e.g. s3,gs)",
+        metavar="PROTOCOL",
+    )
     log_level: str = _opt("INFO", "log level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     log_format: str = _opt("text", "log line format", choices=("text", "json"))
 
@@ -115,6 +135,10 @@ class Config:
         for name in ("drain_period", "grace_period", "max_connection_age"):
             if getattr(self, name) < 0:
                 raise ValueError(f"--{name.replace('_', '-')} must be zero or more seconds")
+        if self.max_staleness < 0:
+            raise ValueError("--max-staleness must be zero (no sharing) or more seconds")
+        if self.fs_cache_entries < 1:
+            raise ValueError("--fs-cache-entries must be at least 1")
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             raise ValueError("--tls-cert-file and --tls-key-file go together: give both or neither")
 
@@ -127,6 +151,8 @@ def env_name(name: str) -> str:
 def parse_value(f: dataclasses.Field[Any], raw: str) -> Any:
     """A field's value from its string form (env var or CLI)."""
     kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+    if kind.startswith("list[str"):
+        return [p.strip() for p in raw.split(",") if p.strip()]
     if kind.startswith("list"):
         return [Path(p.strip()).expanduser() for p in raw.split(",") if p.strip()]
     if kind == "int":

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import platform
 import threading
+from collections.abc import Callable, Iterator, Mapping
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -29,6 +30,7 @@ from prometheus_client import (
     ProcessCollector,
     start_http_server,
 )
+from prometheus_client.core import CounterMetricFamily, Metric
 
 from . import __version__
 
@@ -279,6 +281,10 @@ class Metrics:
             child = self._events[(event, label)] = counter.labels(label)
         child.inc()
 
+    def watch_store(self, read: StoreCounts) -> None:
+        """Export the object-store counters `read` returns (kept as plain counters by the sensors)."""
+        self.registry.register(StoreCollector(read))
+
     def serve(self, host: str, port: int) -> int:
         """Serve /metrics over HTTP on a daemon thread; returns the bound port."""
         addr = host.strip("[]") or "0.0.0.0"  # noqa: S104 (the operator chose the address)
@@ -295,3 +301,34 @@ class Metrics:
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
+
+
+#: Returns (store requests by (protocol, operation), pokes answered by (protocol, source)).
+StoreCounts = Callable[[], tuple[Mapping[tuple[str, str], int], Mapping[tuple[str, str], int]]]
+
+
+class StoreCollector:
+    """Object-store requests and how pokes were answered, read at scrape time from plain counters."""
+
+    def __init__(self, read: StoreCounts) -> None:
+        self.read = read
+
+    def collect(self) -> Iterator[Metric]:
+        """The two counter families, as of now."""
+        requests, answers = self.read()
+        made = CounterMetricFamily(
+            f"{OWN_PREFIX}store_requests",
+            "Requests made to object stores and filesystems, by protocol and operation (info, list, glob)",
+            labels=["protocol", "operation"],
+        )
+        for (protocol, operation), count in sorted(requests.items()):
+            made.add_metric([protocol, operation], count)
+        yield made
+        answered = CounterMetricFamily(
+            f"{OWN_PREFIX}store_answers",
+            "Filesystem answers given to pokes, by source: own request, shared request, shared listing",
+            labels=["protocol", "source"],
+        )
+        for (protocol, source), count in sorted(answers.items()):
+            answered.add_metric([protocol, source], count)
+        yield answered

@@ -12,6 +12,7 @@ from flyteidl.service import agent_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from sensors import fs
 from sensors.registry import SensorRegistry, load_registry
 
 from .codec import Codec
@@ -66,9 +67,18 @@ class Server:
         self.skip_drain = asyncio.Event()
         self.health = health.aio.HealthServicer()
         self.sensors = load_registry()
+        # Object-store sharing and backends: configured once; backends import on first use unless preloaded.
+        fs.configure(
+            max_staleness=config.max_staleness,
+            cache_entries=config.fs_cache_entries,
+            listing_protocols=config.listing_protocols,
+            poke_timeout=config.poke_timeout,
+        )
+        fs.preload(config.preload)
         for sensor in self.sensors:
             sensor.warm_up()
         self.metrics = Metrics()
+        self.metrics.watch_store(fs.STATS.snapshot)
         self.engines = build_engines(config, self.sensors, self.metrics)
         self._grpc: grpc.aio.Server | None = None
         self.limiters: tuple[Limiter, ...] = ()

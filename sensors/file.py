@@ -39,10 +39,6 @@ class FileSensor(Sensor[FileSensorConfig]):
     config_type = FileSensorConfig
     inputs = {"path": str}
 
-    @classmethod
-    def warm_up(cls) -> None:
-        fs.warm_up()
-
     def describe(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
         facts: dict[str, Any] = {"path": inputs["path"]}
         if self.config.min_size is not None:
@@ -56,7 +52,7 @@ class FileSensor(Sensor[FileSensorConfig]):
 
     async def poke(self, inputs: Mapping[str, Any], ctx: PokeContext) -> PokeResult:
         path: str = inputs["path"]
-        meta = await fs.info(path)
+        meta = await fs.info(path, ctx.timeout)
         if meta is None:
             return PokeResult(False, f"{path} does not exist yet.")
         size = meta.get("size")

@@ -49,13 +49,7 @@ class GlobSensor(Sensor[GlobSensorConfig]):
 
     async def poke(self, inputs: Mapping[str, Any], ctx: PokeContext) -> PokeResult:
         pattern: str = inputs["pattern"]
-        filesystem, path = fs.filesystem(pattern)
-        try:
-            found: list[str] = list(await fs.call(filesystem, "glob", path))
-        except FileNotFoundError:
-            found = []
-        except Exception as exc:
-            raise fs.classify(exc, pattern) from exc
+        found = await fs.glob(pattern, ctx.timeout)
         marker = self.config.marker
         if marker is not None:
             found = [p for p in found if posixpath.basename(p.rstrip("/")) != marker]
@@ -67,7 +61,7 @@ class GlobSensor(Sensor[GlobSensorConfig]):
         if marker is not None:
             for directory in sorted({posixpath.dirname(p.rstrip("/")) for p in paths}):
                 beside = f"{directory}/{marker}"
-                if await fs.info(beside) is None:
+                if await fs.info(beside, ctx.timeout) is None:
                     return PokeResult(False, f"{len(paths)} path(s) match; waiting for {beside}.", details)
         return PokeResult(True, f"{pattern} matches {len(paths)} path(s).", details, {"paths": paths})
 

@@ -106,7 +106,11 @@ def key_file(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def config(tmp_path: Path, key_file: Path) -> Config:
-    """Server settings for tests: loopback, any free port, metrics off, a short poke timeout."""
+    """Server settings for tests: loopback, any free port, metrics off, a short poke timeout.
+
+    No answer sharing (max_staleness 0): most tests change a file and poke again at once; the
+    sharing tests (tests/test_fs_sharing.py) turn it on and drive time with their own clock.
+    """
     return Config(
         host="127.0.0.1",
         port=0,
@@ -116,6 +120,7 @@ def config(tmp_path: Path, key_file: Path) -> Config:
         poke_timeout=2.0,
         grace_period=1.0,
         drain_period=0.0,
+        max_staleness=0.0,
     )
 
 

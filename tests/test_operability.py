@@ -306,7 +306,7 @@ async def test_counting_a_request_binds_no_label_children(make_connector: Any, t
 async def test_a_poke_over_budget_counts_a_timeout_and_logs_a_warning(
     make_connector: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async def hangs(url: str) -> None:
+    async def hangs(url: str, budget: float | None = None) -> None:
         await asyncio.Event().wait()  # never set: the engine's budget must end it
 
     monkeypatch.setattr(fs, "info", hangs)
@@ -345,7 +345,16 @@ async def test_a_healthy_running_poke_logs_nothing_at_info(
 
 
 def test_json_logs_parse_and_carry_task_fields(tmp_path: Path, key_file: Path) -> None:
-    proc = spawn("--log-format", "json", "--metrics-port", "0", "--signing-key-file", str(key_file))
+    proc = spawn(
+        "--log-format",
+        "json",
+        "--metrics-port",
+        "0",
+        "--signing-key-file",
+        str(key_file),
+        "--max-staleness",
+        "0",
+    )
     target = tmp_path / "data.csv"
 
     async def lifecycle() -> None:
@@ -438,7 +447,7 @@ async def test_a_get_the_caller_abandons_counts_as_cancelled_not_as_success(
 ) -> None:
     poking, unwound = asyncio.Event(), asyncio.Event()
 
-    async def hangs(url: str) -> None:
+    async def hangs(url: str, budget: float | None = None) -> None:
         poking.set()
         try:
             await asyncio.Event().wait()

@@ -1,0 +1,238 @@
+"""Benchmark: S3 FileSensors, this connector against flytekit's own, counting the S3 requests each makes.
+
+    .venv/bin/pip install -e '.[bench]'
+    .venv/bin/python bench/s3.py [--gets 4000] [--pollers 16]
+
+One command starts moto's S3 server on loopback, a counting HTTP proxy in front of it (tests/s3proxy.py),
+and each connector in turn (`sensor-connector serve`, `pyflyte serve connector`) with the proxy as its
+AWS_ENDPOINT_URL. Half of the awaited objects exist, so every answer's phase is checked: SUCCEEDED for
+those, RUNNING for the rest. Two phases:
+
+- round: one sequential GetTask round over 100 FileSensors under one prefix (after a warm-up round and a
+  pause longer than --max-staleness), counting S3 requests;
+- load: `--pollers` concurrent GetTask loops over 200 sensors in 4 prefixes: GetTask/s, p50/p99, server
+  CPU per GetTask (utime+stime from /proc/PID/stat) and S3 requests per 1,000 GetTask.
+
+Timing numbers vary by machine; compare them only within one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from flyteidl.admin import agent_pb2
+from flyteidl.core import literals_pb2, tasks_pb2
+from flyteidl.service import agent_pb2_grpc
+from google.protobuf import json_format
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from tests.s3proxy import CountingProxy  # noqa: E402
+
+BIN = Path(sys.executable).parent
+TEMPLATE = json_format.Parse(
+    (ROOT / "tests" / "vectors" / "file_sensor.json").read_text(), tasks_pb2.TaskTemplate()
+)
+BUCKET = "bench"
+CATEGORY = agent_pb2.TaskCategory(name="sensor")
+SUCCEEDED, RUNNING = 3, 2
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
+
+
+def request(path: str) -> agent_pb2.CreateTaskRequest:
+    prim = literals_pb2.Primitive(string_value=path)
+    lits = literals_pb2.LiteralMap(
+        literals={"path": literals_pb2.Literal(scalar=literals_pb2.Scalar(primitive=prim))}
+    )
+    return agent_pb2.CreateTaskRequest(template=TEMPLATE, inputs=lits, output_prefix="s3://bench/out")
+
+
+@dataclass
+class Sensors:
+    """Created sensors and the phase each must answer."""
+
+    metas: list[bytes]
+    expected: list[int]
+
+
+async def wait_ready(port: int, deadline: float) -> None:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = agent_pb2_grpc.AgentMetadataServiceStub(channel)
+        while time.monotonic() < deadline:
+            try:
+                await stub.ListAgents(agent_pb2.ListAgentsRequest(), timeout=1)
+                return
+            except grpc.aio.AioRpcError:
+                await asyncio.sleep(0.05)  # polling a child process's readiness
+    raise RuntimeError(f"server on {port} did not answer")
+
+
+async def create(stub: agent_pb2_grpc.AsyncAgentServiceStub, keys: list[str], present: set[str]) -> Sensors:
+    metas = [(await stub.CreateTask(request(f"s3://{BUCKET}/{k}"), timeout=10)).resource_meta for k in keys]
+    return Sensors(metas, [SUCCEEDED if k in present else RUNNING for k in keys])
+
+
+WRONG: list[str] = []
+
+
+async def get(stub: agent_pb2_grpc.AsyncAgentServiceStub, meta: bytes, want: int | None = None) -> int:
+    reply = await stub.GetTask(
+        agent_pb2.GetTaskRequest(task_category=CATEGORY, resource_meta=meta), timeout=10
+    )
+    if want is not None and reply.resource.phase != want and len(WRONG) < 5:
+        WRONG.append(reply.resource.message)
+    return int(reply.resource.phase)
+
+
+async def measure(port: int, pid: int, proxy: CountingProxy, args: argparse.Namespace) -> dict[str, float]:
+    round_keys = [f"round/part-{i:03d}" for i in range(100)]
+    load_keys = [f"load/p{p}/part-{i:03d}" for p in range(4) for i in range(50)]
+    present = set(round_keys[::2] + load_keys[::2])
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = agent_pb2_grpc.AsyncAgentServiceStub(channel)
+        rnd = await create(stub, round_keys, present)
+        load = await create(stub, load_keys, present)
+        wrong = 0
+        for meta in rnd.metas:  # warm-up: first use of S3 on the server
+            await get(stub, meta)
+        await asyncio.sleep(args.pause)  # let shared answers expire: the round starts cold
+        proxy.reset()
+        for meta, want in zip(rnd.metas, rnd.expected, strict=True):
+            wrong += await get(stub, meta, want) != want
+        round_requests = proxy.total()
+
+        latencies: list[float] = []
+        counter = iter(range(args.gets))
+
+        async def poller() -> None:
+            nonlocal wrong
+            for i in counter:
+                j = (i * 7919) % len(load.metas)  # spread pollers over the sensors
+                t0 = time.perf_counter()
+                phase = await get(stub, load.metas[j], load.expected[j])
+                latencies.append(time.perf_counter() - t0)
+                wrong += phase != load.expected[j]
+
+        await asyncio.gather(*(get(stub, m) for m in load.metas[:32]))  # warm-up
+        proxy.reset()
+        cpu0, t0 = cpu_seconds(pid), time.perf_counter()
+        await asyncio.gather(*(poller() for _ in range(args.pollers)))
+        elapsed, cpu = time.perf_counter() - t0, cpu_seconds(pid) - cpu0
+        q = statistics.quantiles(latencies, n=100)
+        return {
+            "rps": len(latencies) / elapsed,
+            "p50_ms": q[49] * 1e3,
+            "p99_ms": q[98] * 1e3,
+            "cpu_ms": cpu / len(latencies) * 1e3,
+            "per_1000": proxy.total() * 1000 / len(latencies),
+            "round": round_requests,
+            "wrong": wrong,
+        }
+
+
+def run(
+    cmd: list[str], port: int, env: dict[str, str], proxy: CountingProxy, args: argparse.Namespace
+) -> dict[str, float]:
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    try:
+        asyncio.run(wait_ready(port, time.monotonic() + 60))
+        return asyncio.run(measure(port, proc.pid, proxy, args))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--gets", type=int, default=4000, help="GetTask calls in the load phase")
+    parser.add_argument("--pollers", type=int, default=16)
+    parser.add_argument("--pause", type=float, default=1.5, help="seconds between warm-up and measured round")
+    parser.add_argument("--only", choices=("ours", "flytekit"))
+    args = parser.parse_args()
+    import boto3
+
+    moto_port = free_port()
+    moto = subprocess.Popen(
+        [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(moto_port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    endpoint = f"http://127.0.0.1:{moto_port}"
+    creds = {
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    os.environ.update(creds)
+    try:
+        client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                client.create_bucket(Bucket=BUCKET)
+                break
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)  # moto starting
+        keys = [f"round/part-{i:03d}" for i in range(0, 100, 2)]
+        keys += [f"load/p{p}/part-{i:03d}" for p in range(4) for i in range(0, 50, 2)]
+        for key in keys:
+            client.put_object(Bucket=BUCKET, Key=key, Body=b"x")
+        proxy = CountingProxy(endpoint)
+        env = {**os.environ, **creds, "AWS_ENDPOINT_URL": proxy.endpoint, "PYTHONUNBUFFERED": "1"}
+        results: dict[str, dict[str, float]] = {}
+        with tempfile.TemporaryDirectory() as tmp:
+            if args.only in (None, "ours"):
+                port = free_port()
+                cmd = [str(BIN / "sensor-connector"), "serve", "--host", "127.0.0.1", "--port", str(port)]
+                cmd += ["--metrics-port", "0", "--state-dir", f"{tmp}/state", "--log-level", "WARNING"]
+                results["flyte-sensor-connector"] = run(cmd, port, env, proxy, args)
+            if args.only in (None, "flytekit"):
+                port = free_port()
+                cmd = [str(BIN / "pyflyte"), "serve", "connector", "--port", str(port)]
+                cmd += ["--prometheus_port", str(free_port())]
+                results["flytekit connector"] = run(cmd, port, env, proxy, args)
+        proxy.stop()
+    finally:
+        moto.terminate()
+        moto.wait(timeout=30)
+    header = f"{'server':<24}{'GetTask/s':>10}{'p50 ms':>8}{'p99 ms':>8}{'CPU ms/Get':>11}"
+    print(header + f"{'S3 req/1k Get':>14}{'S3 req/round':>13}{'wrong':>7}")
+    for name, r in results.items():
+        print(
+            f"{name:<24}{r['rps']:>10.0f}{r['p50_ms']:>8.2f}{r['p99_ms']:>8.2f}{r['cpu_ms']:>11.3f}"
+            f"{r['per_1000']:>14.1f}{r['round']:>13.0f}{r['wrong']:>7.0f}"
+        )
+    for message in WRONG:
+        print("wrong phase:", message)
+    if len(results) == 2:
+        ours, theirs = results["flyte-sensor-connector"], results["flytekit connector"]
+        print(f"CPU per GetTask: {ours['cpu_ms'] / theirs['cpu_ms']:.2f}x flytekit's")
+    return 1 if any(r["wrong"] for r in results.values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,206 @@
+"""Object-store sharing through the real server against moto's S3 on loopback, counted by a proxy:
+few requests, never a wrong phase, staleness bounded by --max-staleness, faults still transient."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import pytest
+from flyteidl.core import execution_pb2
+
+from sensors import fs
+from sensors.flytekit import GlobSensor
+
+from .catalog import request_for
+from .conftest import S3, Connector, file_sensor_request, free_port, scrape
+from .s3proxy import CountingProxy
+
+Phase = execution_pb2.TaskExecution.Phase
+STALENESS = 1.0
+
+
+class Clock:
+    """fs's clock, moved by the test: staleness is checked without waiting for it."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> Iterator[Clock]:
+    fake = Clock()
+    yield fake
+    fs.configure(clock=time.monotonic)
+
+
+@pytest.fixture
+def proxy(s3: S3, monkeypatch: pytest.MonkeyPatch) -> Iterator[CountingProxy]:
+    """The connector talks to moto through the counting proxy; the test's own client goes direct."""
+    counting = CountingProxy(s3.endpoint)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", counting.endpoint)
+    yield counting
+    with contextlib.suppress(OSError):  # some tests stop it themselves
+        counting.stop()
+
+
+@dataclass
+class Sharing:
+    """A connector with sharing on, the store behind a proxy, and the test's clock."""
+
+    c: Connector
+    s3: S3
+    proxy: CountingProxy
+    clock: Clock
+
+    def put(self, key: str, body: bytes = b"x") -> None:
+        self.s3.client().put_object(Bucket=self.s3.bucket, Key=key, Body=body)
+
+    def url(self, key: str) -> str:
+        return f"s3://{self.s3.bucket}/{key}"
+
+    async def sensor(self, key: str, **config: Any) -> bytes:
+        request = file_sensor_request(self.url(key))
+        if config:
+            request.template.custom["sensor_config"] = config
+        return await self.c.create(request)
+
+
+@pytest.fixture
+async def sharing(make_connector: Any, s3: S3, proxy: CountingProxy, clock: Clock) -> AsyncIterator[Sharing]:
+    server = await make_connector(max_staleness=STALENESS, preload=["s3"], metrics_port=free_port())
+    fs.configure(clock=clock)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        yield Sharing(Connector(server, channel), s3, proxy, clock)
+
+
+async def test_a_round_over_sensors_under_one_prefix_is_answered_by_one_listing(sharing: Sharing) -> None:
+    for i in range(0, 20, 2):
+        sharing.put(f"day/part-{i:02d}", b"x" * i)
+    metas = [await sharing.sensor(f"day/part-{i:02d}") for i in range(20)]
+    sized = await sharing.sensor("day/part-04", min_size=5)
+    sharing.proxy.reset()
+    phases = [(await sharing.c.get(meta)).phase for meta in metas]
+    small = await sharing.c.get(sized)
+    assert phases == [Phase.SUCCEEDED if i % 2 == 0 else Phase.RUNNING for i in range(20)]
+    assert small.phase == Phase.RUNNING and "has 4 bytes, waiting for 5" in small.message
+    # the first sensor asks alone (HEAD); the second makes the prefix worth one listing for all
+    assert sharing.proxy.total() <= 3, sharing.proxy.counts
+    assert sharing.proxy.total("list") == 1
+    figures = scrape(sharing.c.server.metrics.port)
+    answers = ("flyte_sensor_connector_store_answers_total", (("protocol", "s3"), ("source", "listing")))
+    assert figures[answers] >= 20
+    lists = ("flyte_sensor_connector_store_requests_total", (("operation", "list"), ("protocol", "s3")))
+    assert figures[lists] >= 1
+
+
+async def test_without_sharing_every_poke_asks_the_store(
+    make_connector: Any, s3: S3, proxy: CountingProxy
+) -> None:
+    server = await make_connector(max_staleness=0.0, preload=["s3"])
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        c = Connector(server, channel)
+        metas = [await c.create(file_sensor_request(f"s3://{s3.bucket}/day/p{i}")) for i in range(10)]
+        proxy.reset()
+        for meta in metas:
+            assert (await c.get(meta)).phase == Phase.RUNNING
+    assert proxy.total("head") == 10
+
+
+async def test_concurrent_pokes_for_one_object_share_one_request(sharing: Sharing) -> None:
+    metas = [await sharing.sensor("alone/key") for _ in range(12)]
+    sharing.proxy.reset()
+    resources = await asyncio.gather(*(sharing.c.get(meta) for meta in metas))
+    assert {r.phase for r in resources} == {Phase.RUNNING}
+    # one info: HEAD, then s3fs' one-key listing to rule out a directory
+    assert sharing.proxy.total() <= 2, sharing.proxy.counts
+
+
+async def test_a_put_object_is_seen_once_the_window_has_passed(sharing: Sharing) -> None:
+    a, b = await sharing.sensor("land/a"), await sharing.sensor("land/b")
+    assert (await sharing.c.get(a)).phase == Phase.RUNNING
+    assert (await sharing.c.get(b)).phase == Phase.RUNNING  # now listed: both answered by one listing
+    sharing.put("land/a")
+    sharing.clock.advance(STALENESS / 2)
+    assert (await sharing.c.get(a)).phase == Phase.RUNNING  # the answer may be this old, no older
+    sharing.clock.advance(STALENESS / 2 + 0.01)
+    assert (await sharing.c.get(a)).phase == Phase.SUCCEEDED
+    assert (await sharing.c.get(b)).phase == Phase.RUNNING
+
+
+async def test_a_deleted_object_is_not_reported_once_the_window_has_passed(sharing: Sharing) -> None:
+    for key in ("gone/a", "gone/b"):
+        sharing.put(key)
+    a, b = await sharing.sensor("gone/a"), await sharing.sensor("gone/b")
+    assert (await sharing.c.get(a)).phase == Phase.SUCCEEDED
+    assert (await sharing.c.get(b)).phase == Phase.SUCCEEDED
+    sharing.s3.client().delete_object(Bucket=sharing.s3.bucket, Key="gone/a")
+    sharing.clock.advance(STALENESS + 0.01)
+    assert (await sharing.c.get(a)).phase == Phase.RUNNING
+    assert (await sharing.c.get(b)).phase == Phase.SUCCEEDED
+
+
+async def test_a_prefix_larger_than_one_listing_page_falls_back_to_each_object(
+    sharing: Sharing, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(fs, "LISTING_PAGE", 3)
+    for i in range(6):
+        sharing.put(f"big/k{i}")
+    metas = [await sharing.sensor(f"big/k{i}") for i in (0, 1, 5)] + [await sharing.sensor("big/k9")]
+    phases = [(await sharing.c.get(meta)).phase for meta in metas]
+    assert phases == [Phase.SUCCEEDED, Phase.SUCCEEDED, Phase.SUCCEEDED, Phase.RUNNING]
+    sharing.proxy.reset()
+    sharing.clock.advance(STALENESS + 0.01)
+    phases = [(await sharing.c.get(meta)).phase for meta in metas]
+    assert phases == [Phase.SUCCEEDED, Phase.SUCCEEDED, Phase.SUCCEEDED, Phase.RUNNING]
+    # the truncated prefix is now answered object by object, without listing it again
+    assert sharing.proxy.total("head") == 4 and sharing.proxy.total("list") == 1, sharing.proxy.counts
+
+
+async def test_glob_sensors_share_the_parent_listing_with_file_sensors(sharing: Sharing) -> None:
+    for name in ("part-0.parquet", "part-1.parquet", "notes.txt"):
+        sharing.put(f"day=1/{name}")
+    present, marker = await sharing.sensor("day=1/part-0.parquet"), await sharing.sensor("day=1/_SUCCESS")
+    parts = GlobSensor(name="parts", min_count=2, outputs=True)
+    glob = await sharing.c.create(request_for(parts, pattern=sharing.url("day=1/*.parquet")))
+    sharing.proxy.reset()
+    assert (await sharing.c.get(present)).phase == Phase.SUCCEEDED  # alone so far: one HEAD
+    assert (await sharing.c.get(marker)).phase == Phase.RUNNING  # a second key: the prefix is listed
+    done = await sharing.c.get(glob)
+    assert done.phase == Phase.SUCCEEDED, done.message
+    paths = [lit.scalar.primitive.string_value for lit in done.outputs.literals["paths"].collection.literals]
+    assert paths == [sharing.url("day=1/part-0.parquet"), sharing.url("day=1/part-1.parquet")]
+    assert sharing.proxy.counts == {"head": 1, "list": 1}
+
+
+async def test_throttling_keeps_sensors_waiting_and_says_so(sharing: Sharing) -> None:
+    metas = [await sharing.sensor(f"busy/k{i}") for i in range(4)]
+    sharing.proxy.mode = "slowdown"
+    for meta in metas:
+        resource = await sharing.c.get(meta)
+        assert resource.phase == Phase.RUNNING
+        assert "503" in resource.message and "will poke again" in resource.message, resource.message
+        assert not resource.HasField("agent_error")
+
+
+async def test_an_outage_keeps_sensors_waiting_and_says_the_store_is_unreachable(sharing: Sharing) -> None:
+    metas = [await sharing.sensor(f"down/k{i}") for i in range(3)]
+    sharing.put("down/k0")
+    assert (await sharing.c.get(metas[0])).phase == Phase.SUCCEEDED
+    sharing.proxy.stop()
+    sharing.clock.advance(STALENESS + 0.01)
+    for meta in metas:
+        resource = await sharing.c.get(meta)
+        assert resource.phase == Phase.RUNNING, resource.message
+        assert "could not reach the store" in resource.message, resource.message
