@@ -51,7 +51,9 @@ def session(allow_private: bool) -> aiohttp.ClientSession:
     found = per_loop.get(allow_private)
     if found is None or found.closed:
         connector = aiohttp.TCPConnector(resolver=CheckingResolver(allow_private), limit=64)
-        found = aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(), trust_env=False)
+        found = aiohttp.ClientSession(
+            connector=connector, cookie_jar=aiohttp.DummyCookieJar(), trust_env=False
+        )
         per_loop[allow_private] = found
     return found
 
