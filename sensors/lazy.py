@@ -55,9 +55,15 @@ def _start(name: str) -> concurrent.futures.Future[ModuleType]:
 async def load(name: str) -> ModuleType:
     """Module `name`, imported off the event loop on first use (ImportError if it cannot be)."""
     future = _imports.get(name)
-    if future is not None and future.done():
-        return future.result()
-    return await asyncio.wrap_future(_start(name))
+    if future is None or not future.done():
+        future = _start(name)
+        # wait() never raises the import's error: it is raised below, alike for every caller.
+        await asyncio.wait([asyncio.wrap_future(future)])
+    failure = future.exception()
+    if failure is not None:
+        # A fresh exception per call: raising the stored one again would grow its traceback per poke.
+        raise ImportError(f"{name} cannot be imported: {failure}", name=name) from None
+    return future.result()
 
 
 def loaded(name: str) -> ModuleType | None:

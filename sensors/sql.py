@@ -72,7 +72,10 @@ class SqlSensor(Sensor[SqlSensorConfig]):
     async def poke(self, inputs: Mapping[str, Any], ctx: PokeContext) -> PokeResult:
         query: str = inputs["query"]
         url = await secrets.read(self.config.connection_secret)
-        sa = await lazy.load("sqlalchemy")
+        try:
+            sa = await lazy.load("sqlalchemy")
+        except ImportError as exc:
+            raise PermanentError(f"SQLAlchemy cannot be loaded on the connector ({exc}).") from None
         sa_exc = sa.exc
         try:
             has_row, value = await asyncio.to_thread(_first_cell, sa, url, query)

@@ -95,6 +95,20 @@ async def test_first_uses_share_one_import_made_off_the_event_loop(
     assert await lazy.load(name) is module
 
 
+async def test_a_failed_import_fails_every_use_alike(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    name = f"broken_{uuid.uuid4().hex}"
+    (tmp_path / f"{name}.py").write_text("raise RuntimeError('no native library')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    errors = []
+    for _ in range(2):
+        with pytest.raises(ImportError, match="no native library") as info:
+            await lazy.load(name)
+        errors.append(info.value)
+    # Each use gets its own exception, so a poke that fails forever does not grow one traceback.
+    assert errors[0] is not errors[1]
+    assert lazy.loaded(name) is None
+
+
 def test_a_missing_package_is_found_without_importing_and_says_what_to_install() -> None:
     builtin = Builtin("sensors.sql:SqlSensor", "SqlSensor needs SQLAlchemy; install it.", ("no_such_pkg_zz",))
     registry = load_registry([builtin], plugins=False)
