@@ -1,39 +1,51 @@
-"""Benchmark: this connector against flytekit's own (`pyflyte serve connector`) on the same FileSensor load.
+"""Benchmark: this connector against flytekit's own and against the floor, under one load, in one run.
 
-    .venv/bin/pip install -e '.[bench]'
-    .venv/bin/python bench/compare.py [--requests 2000] [--concurrency 32]
+    .venv/bin/pip install -e '.[bench,gcs,azure]'     # every extra: idle RSS counts what they cost
+    .venv/bin/python bench/compare.py                 # the full run (about 5 minutes on 2 cores)
+    .venv/bin/python bench/compare.py --quick         # a short run to try a change (under a minute)
 
-Both servers run as child processes on loopback; the client drives them with flyteidl's stubs exactly as
-propeller does (CreateTask once per sensor, then GetTask again and again). Reports start-up time to first
-answer, GetTask throughput and latency percentiles, and each server's resident memory afterwards.
-Timing numbers vary by machine; compare them only within one run.
+Three servers, one after the other, each a child process on loopback:
+- the floor (bench/floor.py): an empty grpc.aio AsyncAgentService answering one fixed GetTaskResponse,
+  i.e. what any Python grpc.aio connector pays before doing anything of its own;
+- flytekit's connector (`pyflyte serve connector`);
+- this project (`sensor-connector serve`).
+
+Each is started `--starts` times for start-up time (spawn to health SERVING, or to the first answer for
+the floor, which has no health service) and idle RSS (medians); the last start then takes the load from
+bench/load.py, a client in a process of its own: CreateTask for `--sensors` FileSensors on local paths
+that do not exist yet, then GetTask from `--concurrency` loops. Measured: the server's CPU time per
+GetTask (utime + stime of all its threads, from /proc/PID/stat, around `--gets` Gets), GetTask/s, p50
+and p99 latency, and the RSS after a soak of `--soak` more Gets. The table gives this project's ratios
+to the floor and to flytekit's connector, and whether each goal of docs/performance.md is met.
+
+Timings depend on the machine and on whatever else runs on it: compare them within one run only.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import json
 import os
-import re
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
-from flyteidl.admin import agent_pb2
-from flyteidl.core import literals_pb2, tasks_pb2
-from flyteidl.service import agent_pb2_grpc
-from google.protobuf import json_format
+from flyteidl.service import agent_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-ROOT = Path(__file__).resolve().parent.parent
+HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
-TEMPLATE = json_format.Parse(
-    (ROOT / "tests" / "vectors" / "file_sensor.json").read_text(), tasks_pb2.TaskTemplate()
-)
+#: A service every server with health checks reports: flytekit's sets no overall ("") status.
+HEALTH_SERVICE = agent_pb2.DESCRIPTOR.services_by_name["AsyncAgentService"].full_name
+
+FLOOR, FLYTEKIT, OURS = "floor (empty grpc.aio)", "flytekit connector", "flyte-sensor-connector"
 
 
 def free_port() -> int:
@@ -43,136 +55,195 @@ def free_port() -> int:
 
 
 def rss_mib(pid: int) -> float:
-    status = Path(f"/proc/{pid}/status").read_text()
-    found = re.search(r"VmRSS:\s+(\d+) kB", status)
-    return int(found.group(1)) / 1024 if found else float("nan")
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
-def request(path: str) -> agent_pb2.CreateTaskRequest:
-    prim = literals_pb2.Primitive(string_value=path)
-    lits = literals_pb2.LiteralMap(
-        literals={"path": literals_pb2.Literal(scalar=literals_pb2.Scalar(primitive=prim))}
-    )
-    return agent_pb2.CreateTaskRequest(template=TEMPLATE, inputs=lits, output_prefix="/tmp/out")
-
-
-async def wait_ready(port: int, deadline: float) -> None:
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-        stub = agent_pb2_grpc.AgentMetadataServiceStub(channel)
-        while time.monotonic() < deadline:
+def wait_serving(port: int, proc: subprocess.Popen[bytes], deadline: float) -> None:
+    """Until health says SERVING, or the server answers at all (UNIMPLEMENTED: no health service)."""
+    request = health_pb2.HealthCheckRequest(service=HEALTH_SERVICE)
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server exited with {proc.returncode} before serving")
+        # A fresh channel per attempt: a channel that failed to connect backs off for a second.
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             try:
-                await stub.ListAgents(agent_pb2.ListAgentsRequest(), timeout=1)
-                return
-            except grpc.aio.AioRpcError:
-                await asyncio.sleep(0.05)  # polling a child process's readiness, not synchronising a test
-    raise RuntimeError(f"server on {port} did not answer")
+                reply = health_pb2_grpc.HealthStub(channel).Check(request, timeout=0.5)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError as exc:
+                if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
+                    return
+        time.sleep(0.005)  # polling a child process's readiness, not synchronising a test
+    raise RuntimeError(f"the server on port {port} did not serve in time")
 
 
-async def load(port: int, paths: list[str], total: int, concurrency: int) -> tuple[list[float], float, int]:
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-        stub = agent_pb2_grpc.AsyncAgentServiceStub(channel)
-        metas = [(await stub.CreateTask(request(p), timeout=10)).resource_meta for p in paths]
-        latencies: list[float] = []
-        succeeded = 0
-        counter = iter(range(total))
-
-        async def worker() -> None:
-            nonlocal succeeded
-            for i in counter:
-                meta = metas[i % len(metas)]
-                t0 = time.perf_counter()
-                reply = await stub.GetTask(
-                    agent_pb2.GetTaskRequest(
-                        task_category=agent_pb2.TaskCategory(name="sensor"), resource_meta=meta
-                    ),
-                    timeout=10,
-                )
-                latencies.append(time.perf_counter() - t0)
-                succeeded += reply.resource.phase == 3  # SUCCEEDED: half the files exist
-
-        t0 = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        return latencies, time.perf_counter() - t0, succeeded
+@dataclass
+class Server:
+    name: str
+    command: Callable[[int, str], list[str]]
 
 
-def run(name: str, cmd: list[str], port: int, args: argparse.Namespace, paths: list[str]) -> dict[str, float]:
+def servers(state_dir: str) -> list[Server]:
+    return [
+        Server(FLOOR, lambda port, _: [sys.executable, str(HERE / "floor.py"), "--port", str(port)]),
+        Server(
+            FLYTEKIT,
+            lambda port, _: [
+                str(BIN / "pyflyte"),
+                "serve",
+                "connector",
+                "--port",
+                str(port),
+                "--prometheus_port",
+                str(free_port()),
+            ],
+        ),
+        Server(
+            OURS,
+            lambda port, _: [
+                str(BIN / "sensor-connector"),
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--metrics-port",
+                str(free_port()),
+                "--state-dir",
+                state_dir,
+                "--log-level",
+                "WARNING",
+            ],
+        ),
+    ]
+
+
+def measure(server: Server, args: argparse.Namespace, tmp: str) -> dict[str, float]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    t0 = time.monotonic()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    try:
-        asyncio.run(wait_ready(port, t0 + 60))
-        startup = time.monotonic() - t0
-        asyncio.run(load(port, paths, min(200, args.requests), args.concurrency))  # warm-up
-        latencies, elapsed, _ = asyncio.run(load(port, paths, args.requests, args.concurrency))
-        q = statistics.quantiles(latencies, n=100)
-        return {
-            "startup_s": startup,
-            "rps": len(latencies) / elapsed,
-            "p50_ms": q[49] * 1e3,
-            "p99_ms": q[98] * 1e3,
-            "rss_mib": rss_mib(proc.pid),
-        }
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    starts, idle = [], []
+    for attempt in range(args.starts):
+        port = free_port()
+        t0 = time.monotonic()
+        proc = subprocess.Popen(
+            server.command(port, f"{tmp}/state"),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env,
+        )
+        try:
+            wait_serving(port, proc, t0 + 60)
+            starts.append(time.monotonic() - t0)
+            idle.append(rss_mib(proc.pid))
+            if attempt < args.starts - 1:
+                continue
+            client = [
+                sys.executable,
+                str(HERE / "load.py"),
+                *("--port", str(port), "--server-pid", str(proc.pid), "--dir", tmp),
+                *("--sensors", str(args.sensors), "--concurrency", str(args.concurrency)),
+                *("--gets", str(args.gets), "--soak", str(args.soak)),
+            ]
+            result: dict[str, float] = json.loads(
+                subprocess.run(client, check=True, capture_output=True).stdout
+            )
+        finally:
+            proc.terminate()
+            proc.wait(timeout=60)
+    return {**result, "startup_s": statistics.median(starts), "rss_idle_mib": statistics.median(idle)}
+
+
+def table(results: dict[str, dict[str, float]], soak: int) -> list[str]:
+    floor, flytekit, ours = results.get(FLOOR), results.get(FLYTEKIT), results.get(OURS)
+    rows = [
+        ("server CPU per GetTask, ms", "cpu_ms_per_get", "{:.3f}"),
+        ("GetTask/s", "rps", "{:,.0f}"),
+        ("p50 latency, ms", "p50_ms", "{:.2f}"),
+        ("p99 latency, ms", "p99_ms", "{:.2f}"),
+        ("start → SERVING, s", "startup_s", "{:.2f}"),
+        ("idle RSS, MiB", "rss_idle_mib", "{:.0f}"),
+        ("RSS after the measured Gets, MiB", "rss_loaded_mib", "{:.0f}"),
+        (f"RSS after {soak:,} more GetTask, MiB", "rss_soak_mib", "{:.0f}"),
+        ("GetTask errors", "errors", "{:.0f}"),
+    ]
+
+    def ratio(key: str, base: dict[str, float] | None) -> str:
+        if ours is None or base is None or not base.get(key):
+            return "—"
+        return f"{ours[key] / base[key]:.2f}x"
+
+    head = ["figure", FLOOR, FLYTEKIT, OURS, "ours / floor", "ours / flytekit"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for label, key, fmt in rows:
+        cells = [fmt.format(r[key]) if r is not None else "—" for r in (floor, flytekit, ours)]
+        lines.append(
+            f"| {label} | " + " | ".join(cells) + f" | {ratio(key, floor)} | {ratio(key, flytekit)} |"
+        )
+    return lines
+
+
+def goals(results: dict[str, dict[str, float]]) -> list[tuple[str, bool | None]]:
+    floor, flytekit, ours = results.get(FLOOR), results.get(FLYTEKIT), results.get(OURS)
+    if ours is None:
+        return []
+
+    def check(base: dict[str, float] | None, test: Callable[[dict[str, float]], bool]) -> bool | None:
+        return None if base is None else test(base)
+
+    growth = ours["rss_soak_mib"] - ours["rss_loaded_mib"]
+    return [
+        (
+            "server CPU per GetTask ≤ 1.5x the floor",
+            check(floor, lambda f: ours["cpu_ms_per_get"] <= 1.5 * f["cpu_ms_per_get"]),
+        ),
+        (
+            "server CPU per GetTask ≤ 0.65x flytekit's",
+            check(flytekit, lambda f: ours["cpu_ms_per_get"] <= 0.65 * f["cpu_ms_per_get"]),
+        ),
+        ("p99 latency ≤ flytekit's", check(flytekit, lambda f: ours["p99_ms"] <= f["p99_ms"])),
+        (
+            "start → SERVING ≤ 0.7x flytekit's",
+            check(flytekit, lambda f: ours["startup_s"] <= 0.7 * f["startup_s"]),
+        ),
+        ("idle RSS ≤ 60 MiB (every extra installed)", ours["rss_idle_mib"] <= 60),
+        (
+            f"RSS flat under the soak (grew {growth:+.1f} MiB; ≤ 5 allowed)",
+            growth <= 5 if ours["soak"] else None,
+        ),
+        ("no GetTask errors", ours["errors"] == 0),
+    ]
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--quick", action="store_true", help="short run: 5,000 Gets, soak 20,000, 2 starts")
+    parser.add_argument("--gets", type=int, default=20_000, help="measured GetTask calls (default 20,000)")
+    parser.add_argument("--soak", type=int, default=200_000, help="GetTask calls before the last RSS reading")
+    parser.add_argument("--starts", type=int, default=5, help="starts per server for start-up and idle RSS")
+    parser.add_argument("--sensors", type=int, default=500)
     parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--only", choices=("ours", "flytekit"))
+    parser.add_argument("--only", action="append", choices=("floor", "flytekit", "ours"), help="repeatable")
     args = parser.parse_args()
+    if args.quick:
+        args.gets, args.soak, args.starts = min(args.gets, 5_000), min(args.soak, 20_000), 2
+    picked = {"floor": FLOOR, "flytekit": FLYTEKIT, "ours": OURS}
+    wanted = {picked[o] for o in args.only} if args.only else set(picked.values())
+    results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        paths = [f"{tmp}/file-{i}" for i in range(16)]
-        for p in paths[::2]:
-            Path(p).write_text("x")
-        results = {}
-        if args.only in (None, "ours"):
-            port = free_port()
-            results["flyte-sensor-connector"] = run(
-                "ours",
-                [
-                    str(BIN / "sensor-connector"),
-                    "serve",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(port),
-                    "--metrics-port",
-                    "0",
-                    "--state-dir",
-                    f"{tmp}/state",
-                    "--log-level",
-                    "WARNING",
-                ],
-                port,
-                args,
-                paths,
-            )
-        if args.only in (None, "flytekit"):
-            port = free_port()
-            results["flytekit connector"] = run(
-                "flytekit",
-                [
-                    str(BIN / "pyflyte"),
-                    "serve",
-                    "connector",
-                    "--port",
-                    str(port),
-                    "--prometheus_port",
-                    str(free_port()),
-                ],
-                port,
-                args,
-                paths,
-            )
-    print(f"{'server':<24}{'start-up s':>11}{'GetTask/s':>11}{'p50 ms':>9}{'p99 ms':>9}{'RSS MiB':>9}")
-    for name, r in results.items():
-        print(
-            f"{name:<24}{r['startup_s']:>11.2f}{r['rps']:>11.0f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}"
-            f"{r['rss_mib']:>9.0f}"
-        )
+        for server in servers(f"{tmp}/state"):
+            if server.name in wanted:
+                print(f"measuring {server.name} …", file=sys.stderr, flush=True)
+                results[server.name] = measure(server, args, tmp)
+    print(
+        f"{args.sensors} FileSensors on missing local paths, {args.concurrency} concurrent GetTask loops, "
+        f"{args.gets:,} measured Gets, {os.cpu_count()} CPUs\n"
+    )
+    print("\n".join(table(results, args.soak)))
+    print()
+    for text, met in goals(results):
+        print(f"- {'met' if met else 'NOT met' if met is not None else 'not measured'}: {text}")
     return 0
 
 

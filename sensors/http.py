@@ -15,6 +15,9 @@ through), and every redirect hop is checked the same way:
 Credentials never travel in a template: `auth_secret` names a connector secret (sensors.secrets:
 an operator-set `SENSOR_CONNECTOR_SECRET_<NAME>` variable or a file in the secrets directory) that
 holds the header value, read at each poke and never logged or put in a message.
+
+aiohttp lives in sensors.http_client, which the first poke imports (sensors.lazy): a connector that
+runs no HttpSensor never loads it.
 """
 
 from __future__ import annotations
@@ -26,23 +29,20 @@ import json
 import os
 import re
 import socket
-import weakref
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 from urllib.parse import urljoin, urlsplit
 
-import aiohttp
-from aiohttp.abc import AbstractResolver, ResolveResult
-from aiohttp.resolver import DefaultResolver
-
-from . import secrets
+from . import lazy, secrets
 from .base import ConfigError, PermanentError, PokeContext, PokeResult, Sensor, TransientError
 
 ALLOW_HOSTS_ENV = "SENSOR_CONNECTOR_HTTP_ALLOW_HOSTS"
 #: The most of a body that is read (for body_regex, json_pointer and the `body` output).
 MAX_BODY_BYTES = 1 << 20
 MAX_REDIRECTS = 5
+#: The module that speaks aiohttp, imported by the first poke.
+CLIENT = "sensors.http_client"
 
 _METADATA_HOSTS = {
     "metadata.google.internal",
@@ -187,9 +187,10 @@ class HttpSensor(Sensor[HttpSensorConfig]):
         if cfg.auth_secret is not None:
             headers[cfg.auth_header_name] = await secrets.read(cfg.auth_secret)
         method = cfg.method.upper()
-        timeout = aiohttp.ClientTimeout(total=min(cfg.request_timeout, ctx.timeout))
+        client = await lazy.load(CLIENT)
+        timeout = client.timeout(min(cfg.request_timeout, ctx.timeout))
         expected = _status_ranges(cfg.expected_status)
-        session = _session(cfg.allow_private)
+        session = client.session(cfg.allow_private)
         for _ in range(MAX_REDIRECTS + 1):
             await _check_destination(url, cfg.allow_private)
             try:
@@ -208,12 +209,12 @@ class HttpSensor(Sensor[HttpSensorConfig]):
                         if status >= 500 or status == 429:
                             raise TransientError(f"{shown} answered {status}; will poke again.")
                         return PokeResult(False, f"{shown} answered {status}; waiting.", {"status": status})
-                    body = b"" if method == "HEAD" else await _read_capped(response)
+                    body = b"" if method == "HEAD" else await client.read_capped(response)
                     charset = response.charset or "utf-8"
             except (PermanentError, TransientError):
                 raise
             except Exception as exc:
-                raise _classify(exc, shown) from None
+                raise client.classify(exc, shown) from None
             return self._judge(shown, status, body.decode(charset, errors="replace"))
         raise PermanentError(f"{shown} redirects more than {MAX_REDIRECTS} times.")
 
@@ -338,75 +339,11 @@ async def _check_destination(url: str, allow_private: bool) -> None:
         raise PermanentError(f"{_redact(url)}: refused, {reason}.")
 
 
-class _CheckingResolver(AbstractResolver):
-    """aiohttp's resolver, refusing answers the policy forbids (the check at connect time)."""
-
-    def __init__(self, allow_private: bool) -> None:
-        self._inner = DefaultResolver()
-        self._allow_private = allow_private
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        results = await self._inner.resolve(host, port, family)
-        reason = refusal(host, [r["host"] for r in results], self._allow_private)
-        if reason is not None:
-            raise RefusedAddress(reason)
-        return results
-
-    async def close(self) -> None:
-        await self._inner.close()
-
-
-# One session per event loop and policy, created on first use: connection pooling across pokes,
-# no cookies shared between sensors, no proxy settings taken from the environment.
-_sessions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[bool, aiohttp.ClientSession]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _session(allow_private: bool) -> aiohttp.ClientSession:
-    per_loop = _sessions.setdefault(asyncio.get_running_loop(), {})
-    session = per_loop.get(allow_private)
-    if session is None or session.closed:
-        connector = aiohttp.TCPConnector(resolver=_CheckingResolver(allow_private), limit=64)
-        session = aiohttp.ClientSession(
-            connector=connector, cookie_jar=aiohttp.DummyCookieJar(), trust_env=False
-        )
-        per_loop[allow_private] = session
-    return session
-
-
 async def close_sessions() -> None:
-    """Close this event loop's sessions (at shutdown, or at the end of a test)."""
-    for session in _sessions.pop(asyncio.get_running_loop(), {}).values():
-        await session.close()
-
-
-async def _read_capped(response: aiohttp.ClientResponse) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.content.iter_chunked(64 * 1024):
-        chunks.append(chunk)
-        size += len(chunk)
-        if size >= MAX_BODY_BYTES:
-            break
-    return b"".join(chunks)[:MAX_BODY_BYTES]
-
-
-def _classify(exc: BaseException, shown: str) -> Exception:
-    refused = getattr(exc, "os_error", None)
-    if isinstance(refused, RefusedAddress) or isinstance(exc, RefusedAddress):
-        return PermanentError(f"{shown}: refused, {refused or exc}.")
-    if isinstance(exc, aiohttp.InvalidURL | ValueError):
-        return PermanentError(f"{shown}: invalid URL ({exc}).")
-    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
-        return PermanentError(f"{shown}: the TLS certificate is not trusted ({exc.certificate_error}).")
-    if isinstance(exc, TimeoutError):
-        return TransientError(f"{shown}: no answer in time; will poke again.")
-    if isinstance(exc, aiohttp.ClientError | OSError):
-        return TransientError(f"{shown}: could not connect ({type(exc).__name__}); will poke again.")
-    return TransientError(f"{shown}: {type(exc).__name__}; will poke again.")
+    """Close this event loop's shared sessions, if a poke ever opened one (shutdown, end of a test)."""
+    client = lazy.loaded(CLIENT)
+    if client is not None:
+        await client.close_sessions()
 
 
 def _resolve_pointer(doc: Any, pointer: str) -> tuple[bool, Any]:

@@ -2,8 +2,10 @@
 
 Modelled on fsspec's registry: built-in sensors are named with the dotted path of their class and
 the sentence to show when an optional dependency is missing; third-party sensors plug in through
-the entry-point group `flyte_sensor_connector.sensors`. Everything is imported once, when the
+the entry-point group `flyte_sensor_connector.sensors`. Sensor modules are imported once, when the
 registry is loaded at start-up, never on the request path, and never by a name taken from a request.
+The heavy packages a built-in sensor needs (SQLAlchemy, aiohttp) are only looked up at start-up, so
+a missing one still gives its sentence; the sensor imports them on first use (sensors.lazy).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any
 
+from . import lazy
 from .base import Sensor, short, short_list
 
 log = logging.getLogger(__name__)
@@ -28,6 +31,8 @@ class Builtin:
 
     target: str
     missing: str = ""
+    #: Top-level packages the sensor imports on first use; checked (not imported) at start-up.
+    requires: tuple[str, ...] = ()
 
 
 #: The built-in catalog. `missing` is shown when an optional extra is not installed.
@@ -39,11 +44,13 @@ BUILTINS: tuple[Builtin, ...] = (
         "sensors.http:HttpSensor",
         "HttpSensor needs aiohttp, which is not installed on the connector; "
         "reinstall flyte-sensor-connector.",
+        ("aiohttp",),
     ),
     Builtin(
         "sensors.sql:SqlSensor",
         "SqlSensor needs SQLAlchemy, which is not installed on the connector; "
         "install flyte-sensor-connector[sql].",
+        ("sqlalchemy",),
     ),
 )
 
@@ -125,6 +132,12 @@ def load_registry(builtins: Iterable[Builtin] = BUILTINS, *, plugins: bool = Tru
     registry = SensorRegistry()
     for item in builtins:
         name = item.target.rpartition(":")[2]
+        absent = [package for package in item.requires if not lazy.installed(package)]
+        if absent:
+            reason = item.missing or f"{name} needs {', '.join(absent)}, which is not installed."
+            log.info("sensor %s unavailable: %s", name, reason)
+            registry.mark_unavailable(name, reason)
+            continue
         try:
             registry.register(_load_target(item.target))
         except ImportError as exc:

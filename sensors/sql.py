@@ -3,7 +3,8 @@
 The connection URL holds credentials, so it never travels in a template: the config names a connector
 secret (sensors.secrets) that holds it. The query runs in a
 transaction that is always rolled back. SQLAlchemy's engines are synchronous here, so each query
-runs in a worker thread; one engine (with its connection pool) is kept per URL.
+runs in a worker thread; one engine (with its connection pool) is kept per URL. SQLAlchemy itself is
+imported by the first poke (sensors.lazy), so a connector that runs no SqlSensor never loads it.
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ import asyncio
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import sqlalchemy
-from sqlalchemy import exc as sa_exc
-
-from . import secrets
+from . import lazy, secrets
 from .base import PermanentError, PokeContext, PokeResult, Sensor, TransientError
+
+if TYPE_CHECKING:
+    import sqlalchemy
 
 
 @dataclass(frozen=True)
@@ -38,19 +40,19 @@ _engines: dict[str, sqlalchemy.Engine] = {}
 _engines_lock = threading.Lock()
 
 
-def _engine(url: str) -> sqlalchemy.Engine:
+def _engine(sa: ModuleType, url: str) -> sqlalchemy.Engine:
     with _engines_lock:
         engine = _engines.get(url)
         if engine is None:
-            engine = sqlalchemy.create_engine(url, pool_pre_ping=True)
+            engine = sa.create_engine(url, pool_pre_ping=True)
             _engines[url] = engine
         return engine
 
 
-def _first_cell(url: str, query: str) -> tuple[bool, Any]:
-    with _engine(url).connect() as conn:
+def _first_cell(sa: ModuleType, url: str, query: str) -> tuple[bool, Any]:
+    with _engine(sa, url).connect() as conn:
         try:
-            row = conn.execute(sqlalchemy.text(query)).first()
+            row = conn.execute(sa.text(query)).first()
         finally:
             conn.rollback()
     return (False, None) if row is None else (True, row[0])
@@ -71,7 +73,12 @@ class SqlSensor(Sensor[SqlSensorConfig]):
         query: str = inputs["query"]
         url = await secrets.read(self.config.connection_secret)
         try:
-            has_row, value = await asyncio.to_thread(_first_cell, url, query)
+            sa = await lazy.load("sqlalchemy")
+        except ImportError as exc:
+            raise PermanentError(f"SQLAlchemy cannot be loaded on the connector ({exc}).") from None
+        sa_exc = sa.exc
+        try:
+            has_row, value = await asyncio.to_thread(_first_cell, sa, url, query)
         except sa_exc.NoSuchModuleError:
             raise PermanentError(
                 f"the database driver named by the URL in {self._where()} is not installed on the connector."

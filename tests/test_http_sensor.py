@@ -12,7 +12,7 @@ import pytest
 from flyteidl.core import execution_pb2
 from google.protobuf import json_format
 
-from sensors import http
+from sensors import http, http_client
 from sensors.flytekit import HttpSensor
 
 from .catalog import expect_rejected, request_for
@@ -291,7 +291,7 @@ def test_the_operator_allow_list_takes_names_addresses_and_ranges(monkeypatch: p
 async def test_the_resolver_aiohttp_connects_with_refuses_too(monkeypatch: pytest.MonkeyPatch) -> None:
     # A name whose answer changed after the pre-check is caught where aiohttp connects.
     monkeypatch.delenv(http.ALLOW_HOSTS_ENV, raising=False)
-    resolver = http._CheckingResolver(allow_private=True)
+    resolver = http_client.CheckingResolver(allow_private=True)
     try:
         with pytest.raises(http.RefusedAddress, match="localhost resolves to"):
             await resolver.resolve("localhost", 80)
@@ -311,7 +311,7 @@ async def test_shutdown_closes_the_shared_http_session(config, web: HttpServer) 
             c = Connector(server, channel)
             web.routes["/up"] = Answer(200, b"ok")
             await c.get(await c.create(request_for(HttpSensor(name="h"), url=web.url("/up"))))
-        session = next(iter(http._sessions[asyncio.get_running_loop()].values()))
+        session = next(iter(http_client._sessions[asyncio.get_running_loop()].values()))
         assert not session.closed
     finally:
         server.request_exit()

@@ -46,6 +46,13 @@ _OWN_MODULES = ("", "sensors", "sensors.flytekit", "flytekitplugins.sensor_conne
 MET_OUTPUT = "met"
 #: Policy memory slot of an answer given after the deadline: final, never poked again here.
 _AFTER_DEADLINE = -2
+# Plain ints, looked up once: reading Phase.X goes through the enum wrapper's __getattr__ each time.
+_RUNNING = int(Phase.RUNNING)
+_PHASE_OF_KIND = {
+    "met": int(Phase.SUCCEEDED),
+    "soft_failed": int(Phase.SUCCEEDED),
+    "failed": int(Phase.FAILED),
+}
 
 
 @dataclass(frozen=True)
@@ -63,11 +70,7 @@ class PokeOutcome:
     @property
     def phase(self) -> int:
         """The Flyte task phase this outcome means."""
-        succeeded, failed = Phase.SUCCEEDED, Phase.FAILED
-        phase: int = {"met": succeeded, "soft_failed": succeeded, "failed": failed}.get(
-            self.kind, Phase.RUNNING
-        )
-        return phase
+        return _PHASE_OF_KIND.get(self.kind, _RUNNING)
 
 
 @dataclass(eq=False)
@@ -83,6 +86,8 @@ class Task:
     base: agent_pb2.Resource
     #: What is awaited, in a few words, for messages.
     awaited: str
+    #: What every poke of this task is told (fixed: creation time and the poke budget).
+    context: PokeContext
     #: The last answer this replica gave and the policy slot it belongs to (see sensors.policy).
     memo: tuple[int, agent_pb2.Resource] | None = None
 
@@ -267,19 +272,23 @@ class SensorEngine(Engine):
         ident = task_id(resource_meta)
         extra = {"operation": "get", "category": str(self.category), "sensor": state.sensor, "task": ident}
         extra |= state.execution.log_fields()
-        return Task(state, sensor, ident, extra, base, _awaited(facts, state.sensor))
+        context = PokeContext(created_at=state.created_at, timeout=self.poke_timeout)
+        return Task(state, sensor, ident, extra, base, _awaited(facts, state.sensor), context)
 
-    async def poke(self, state: SensorState, sensor: Sensor[Any]) -> PokeOutcome:
+    async def poke(
+        self, state: SensorState, sensor: Sensor[Any], context: PokeContext | None = None
+    ) -> PokeOutcome:
         """Poke once within the poke timeout and sort the outcome."""
-        outcome = await self._poke(state, sensor)
+        outcome = await self._poke(state, sensor, context)
         if self.on_poke is not None:
             self.on_poke(state.sensor, outcome)
         return outcome
 
-    async def _poke(self, state: SensorState, sensor: Sensor[Any]) -> PokeOutcome:
+    async def _poke(self, state: SensorState, sensor: Sensor[Any], ctx: PokeContext | None) -> PokeOutcome:
         started_at = self.clock()
         t0 = time.perf_counter()
-        ctx = PokeContext(created_at=state.created_at, timeout=self.poke_timeout)
+        if ctx is None:
+            ctx = PokeContext(created_at=state.created_at, timeout=self.poke_timeout)
 
         def done(kind: str, message: str, **extra: Any) -> PokeOutcome:
             return PokeOutcome(kind, message, started_at, time.perf_counter() - t0, **extra)
@@ -318,7 +327,7 @@ class SensorEngine(Engine):
             if self.on_event is not None:
                 self.on_event("remembered", state.sensor)
             return task.memo[1]
-        outcome, outputs = self._settle(state, task.sensor, await self.poke(state, task.sensor))
+        outcome, outputs = self._settle(state, task.sensor, await self.poke(state, task.sensor, task.context))
         if expired and outcome.kind not in ("met", "failed"):  # a permanent failure stays one
             outcome, outputs = self._deadline(task, outcome)
         self._log_outcome(task, outcome)
