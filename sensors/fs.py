@@ -21,6 +21,8 @@ import concurrent.futures
 import datetime as dt
 import errno
 import fnmatch
+import os
+import stat
 import threading
 import time
 import weakref
@@ -48,8 +50,9 @@ EXTRAS = {
     "az": "azure",
 }
 
-#: Protocols whose prefix listings this module can bound to one page (and so may share).
-LISTABLE = frozenset({"s3"})
+#: Protocols whose prefix listings this module can bound to one page (and so may share). Local
+#: directories are read with os.scandir, strongly consistent like S3's listings.
+LISTABLE = frozenset({"file", "s3"})
 #: Items asked for in one shared listing; a prefix holding more is answered object by object.
 LISTING_PAGE = 1000
 #: Two different objects asked about under one parent within this many seconds make the parent
@@ -283,6 +286,8 @@ class _LoopState:
     demand: OrderedDict[tuple[str, str], _Demand] = field(default_factory=OrderedDict)
     #: protocol -> (when, what) of the last transient store failure.
     last_error: dict[str, tuple[float, str]] = field(default_factory=dict)
+    #: url -> its resolved Target, so a poke of a known URL parses nothing.
+    targets: dict[str, Target] = field(default_factory=dict)
 
     def remember(self, key: tuple[str, str, str], answer: _Answer) -> None:
         """Keep `answer` for later pokes, within the LRU bound; drop expired ones first."""
@@ -390,6 +395,10 @@ async def resolve(url: str, budget: float | None = None) -> Target:
     The first use of a protocol imports its implementation off the event loop (within `budget`
     seconds, else TransientError); later uses import nothing and create nothing.
     """
+    state = _state()
+    target = state.targets.get(url)
+    if target is not None:
+        return target
     if not isinstance(url, str) or not url.strip():
         raise PermanentError("the path is empty.")
     protocol = protocol_of(url)
@@ -401,7 +410,11 @@ async def resolve(url: str, budget: float | None = None) -> Target:
         raise PermanentError(f"{url}: malformed path ({exc}).") from None
     if not str(path).strip("/"):
         raise PermanentError(f"{url}: the path names no file or object to wait for.")
-    return Target(url, fs, str(path), canonical(cls))
+    target = Target(url, fs, str(path), canonical(cls))
+    if len(state.targets) >= SETTINGS.cache_entries:
+        state.targets.clear()  # bounded; a URL still polled is resolved again on its next poke
+    state.targets[url] = target
+    return target
 
 
 async def filesystem(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
@@ -549,6 +562,8 @@ async def _ask(
         answer = _Answer(now, task)
         if shared:
             state.remember(cache_key, answer)
+    if answer.future.done():  # the common case under load: no timer, no shield, no task switch
+        return answer.future.result(), was_shared
     try:
         # Shielded: a poke that gives up must not cancel the request other pokes are waiting on.
         async with asyncio.timeout(budget):
@@ -619,7 +634,10 @@ async def _listing(target: Target, parent: str, budget: float | None) -> tuple[_
 
     async def fetch() -> _Listing:
         try:
-            listing = await _list_s3(target.fs, parent)
+            if target.protocol == "file":
+                listing = await asyncio.to_thread(_scan_local, parent)
+            else:
+                listing = await _list_s3(target.fs, parent)
         except FileNotFoundError:  # no such bucket: nothing under it, as info would say
             listing = _Listing({}, truncated=False)
         cache_key = ("list", target.protocol, parent)
@@ -631,6 +649,31 @@ async def _listing(target: Target, parent: str, budget: float | None) -> tuple[_
     result: _Listing
     result, was_shared = await _ask(target, "list", parent, fetch, budget)
     return result, was_shared
+
+
+def _scan_local(parent: str) -> _Listing:
+    """A local directory's first page, as LocalFileSystem.info describes each entry (blocking)."""
+    items: dict[str, dict[str, Any]] = {}
+    base = parent.rstrip("/")
+    try:
+        with os.scandir(parent or "/") as entries:
+            for entry in entries:
+                if len(items) >= LISTING_PAGE:
+                    return _Listing(items, truncated=True)
+                try:
+                    st = entry.stat()  # follows links: a dangling one is absent, as info says
+                except FileNotFoundError:
+                    continue
+                kind = "directory" if stat.S_ISDIR(st.st_mode) else "file"
+                path = f"{base}/{entry.name}"
+                items[entry.name] = {"name": path, "type": kind, "size": st.st_size, "mtime": st.st_mtime}
+    except FileNotFoundError:
+        raise
+    except OSError:
+        # An unreadable directory may still let its entries be looked up one by one (mode 0711):
+        # a truncated listing sends every question under it back to per-object info.
+        return _Listing({}, truncated=True)
+    return _Listing(items, truncated=False)
 
 
 async def _list_s3(fs: Any, parent: str) -> _Listing:

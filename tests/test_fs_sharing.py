@@ -204,3 +204,63 @@ async def test_an_outage_keeps_sensors_waiting_and_says_the_store_is_unreachable
         resource = await sharing.c.get(meta)
         assert resource.phase == Phase.RUNNING, resource.message
         assert "could not reach the store" in resource.message, resource.message
+
+
+# -- local directories: one os.scandir answers every sensor waiting in a directory -----------------
+@pytest.fixture
+async def local(make_connector: Any, clock: Clock) -> AsyncIterator[Connector]:
+    server = await make_connector(max_staleness=STALENESS)
+    fs.configure(clock=clock)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        yield Connector(server, channel)
+
+
+def _file_counts() -> tuple[int, int]:
+    """(info, list) requests made to local directories so far."""
+    requests = fs.STATS.requests
+    return requests.get(("file", "info"), 0), requests.get(("file", "list"), 0)
+
+
+async def test_sensors_in_one_local_directory_share_one_scan(
+    local: Connector, clock: Clock, tmp_path: Any
+) -> None:
+    for i in range(0, 20, 2):
+        (tmp_path / f"part-{i:02d}").write_bytes(b"x" * i)
+    (tmp_path / "sub").mkdir()
+    metas = [await local.create(file_sensor_request(str(tmp_path / f"part-{i:02d}"))) for i in range(20)]
+    directory = await local.create(file_sensor_request(str(tmp_path / "sub")))
+    sized = file_sensor_request(str(tmp_path / "part-04"))
+    sized.template.custom["sensor_config"] = {"min_size": 5}
+    small = await local.create(sized)
+    info0, list0 = _file_counts()
+    phases = [(await local.get(meta)).phase for meta in metas]
+    assert phases == [Phase.SUCCEEDED if i % 2 == 0 else Phase.RUNNING for i in range(20)]
+    assert (await local.get(directory)).phase == Phase.SUCCEEDED  # a directory counts as present
+    waiting = await local.get(small)
+    assert waiting.phase == Phase.RUNNING and "has 4 bytes, waiting for 5" in waiting.message
+    info1, list1 = _file_counts()
+    # the first sensor asks alone; the second makes the directory worth one scan for all
+    assert (info1 - info0, list1 - list0) == (1, 1)
+
+    # A file that lands is seen once the window has passed, and a removed one is gone.
+    (tmp_path / "part-01").write_text("now")
+    (tmp_path / "part-00").unlink()
+    clock.advance(STALENESS + 0.01)
+    assert (await local.get(metas[1])).phase == Phase.SUCCEEDED
+    assert (await local.get(metas[0])).phase == Phase.RUNNING
+    assert _file_counts()[1] == list1 + 1
+
+
+async def test_a_directory_that_cannot_be_scanned_falls_back_to_each_path(
+    local: Connector, tmp_path: Any
+) -> None:
+    # scandir of a file fails (ENOTDIR), as it does for an unreadable directory: each path is then
+    # looked up on its own, and a path under a file can never exist, which is permanent.
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    metas = [await local.create(file_sensor_request(str(blocker / f"x{i}"))) for i in range(3)]
+    info0, _ = _file_counts()
+    answers = [await local.get(meta) for meta in metas]
+    assert [a.phase for a in answers] == [Phase.FAILED] * 3
+    assert all("Not a directory" in a.message for a in answers)
+    assert _file_counts()[0] - info0 == 3
