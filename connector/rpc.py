@@ -118,9 +118,9 @@ def _unary_stream(behaviour: Callable[..., Any], limiter: Limiter) -> Callable[.
     return handle
 
 
-def service_handler(
+def method_handlers(
     descriptor: ServiceDescriptor, servicer: object, limiter: Limiter
-) -> grpc.GenericRpcHandler:
+) -> dict[str, grpc.RpcMethodHandler]:
     """Handlers for every method of `descriptor`, served by `servicer`'s method of the same name."""
     handlers: dict[str, grpc.RpcMethodHandler] = {}
     for method in descriptor.methods:
@@ -140,13 +140,17 @@ def service_handler(
             request_deserializer=_deserializer(request, method.name),
             response_serializer=response.SerializeToString,
         )
-    return grpc.method_handlers_generic_handler(descriptor.full_name, handlers)
+    return handlers
 
 
 def add_services(
     server: grpc.aio.Server, file: FileDescriptor, servicers: dict[str, object], limiter: Limiter
 ) -> None:
     """Serve each named service of `file` with its servicer, all under one limiter."""
-    server.add_generic_rpc_handlers(
-        tuple(service_handler(file.services_by_name[name], s, limiter) for name, s in servicers.items())
-    )
+    for name, servicer in servicers.items():
+        descriptor = file.services_by_name[name]
+        # Registered methods, as grpc's generated code adds them: grpc core matches the method
+        # itself, with no Python lookup per call (a generic handler costs one per call).
+        server.add_registered_method_handlers(
+            descriptor.full_name, method_handlers(descriptor, servicer, limiter)
+        )
