@@ -23,7 +23,6 @@ import errno
 import fnmatch
 import os
 import stat
-import threading
 import time
 import weakref
 from collections import OrderedDict
@@ -35,6 +34,7 @@ from urllib.parse import quote
 import fsspec
 from fsspec.core import split_protocol
 
+from . import lazy
 from .base import Link, PermanentError, SensorError, TransientError
 
 T = TypeVar("T")
@@ -147,8 +147,6 @@ STATS = Stats()
 # -- backends on first use ----------------------------------------------------------------------
 # One import per protocol name for the whole process (imports are process-wide); event loops await it.
 _classes: dict[str, type[fsspec.AbstractFileSystem]] = {}
-_imports: dict[str, concurrent.futures.Future[type[fsspec.AbstractFileSystem]]] = {}
-_imports_lock = threading.Lock()
 
 
 # Per protocol: a function making options for a new instance from work done in the import thread.
@@ -188,25 +186,7 @@ def _prepare_s3() -> Callable[[], dict[str, Any]]:
 
 
 def _import_future(protocol: str) -> concurrent.futures.Future[type[fsspec.AbstractFileSystem]]:
-    with _imports_lock:
-        future = _imports.get(protocol)
-        if future is not None:
-            return future
-        future = concurrent.futures.Future()
-        # Running from the start, so that no waiter giving up (a cancelled wrap_future) can cancel it.
-        future.set_running_or_notify_cancel()
-        _imports[protocol] = future
-
-    def run() -> None:
-        try:
-            future.set_result(_load_class(protocol))
-        except BaseException as exc:  # handed to every waiter, never lost in this thread
-            future.set_exception(exc)
-
-    # A thread of its own: an import cannot be cancelled, and a slow one must not hold a slot of
-    # the blocking-call pool that other pokes need.
-    threading.Thread(target=run, name=f"fs-import-{protocol}", daemon=True).start()
-    return future
+    return lazy.once(f"fsspec:{protocol}", lambda: _load_class(protocol))
 
 
 def preload(protocols: Iterable[str]) -> list[str]:

@@ -13,12 +13,16 @@ import concurrent.futures
 import importlib
 import importlib.util
 import threading
+from collections.abc import Callable
 from types import ModuleType
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 _lock = threading.Lock()
-#: Module name -> its one import, finished or under way. A failed import is kept too: a missing
+#: Key -> its one piece of work (an import), finished or under way. A failure is kept too: a missing
 #: driver stays missing, and retrying would put the import machinery on every poke.
-_imports: dict[str, concurrent.futures.Future[ModuleType]] = {}
+_imports: dict[str, concurrent.futures.Future[Any]] = {}
 
 
 def installed(name: str) -> bool:
@@ -29,27 +33,32 @@ def installed(name: str) -> bool:
         return False
 
 
-def _start(name: str) -> concurrent.futures.Future[ModuleType]:
+def once(key: str, work: Callable[[], T]) -> concurrent.futures.Future[T]:
+    """Run `work` (an import) once per `key`, in a thread of its own; every caller gets its future."""
     with _lock:
-        future = _imports.get(name)
+        future = _imports.get(key)
         if future is not None:
             return future
         future = concurrent.futures.Future()
-        # Running from the start, so a waiter that gives up (a poke timeout) cannot cancel the import
+        # Running from the start, so a waiter that gives up (a poke timeout) cannot cancel the work
         # for everyone else.
         future.set_running_or_notify_cancel()
-        _imports[name] = future
+        _imports[key] = future
 
     def run() -> None:
         try:
-            future.set_result(importlib.import_module(name))
+            future.set_result(work())
         except BaseException as exc:  # handed to every waiter rather than lost in this thread
             future.set_exception(exc)
 
     # A thread of its own rather than the blocking-call pool: an import cannot be cancelled, and a
     # slow one must not hold a slot that pokes of other sensors need.
-    threading.Thread(target=run, name=f"import-{name}", daemon=True).start()
+    threading.Thread(target=run, name=f"import-{key}", daemon=True).start()
     return future
+
+
+def _start(name: str) -> concurrent.futures.Future[ModuleType]:
+    return once(name, lambda: importlib.import_module(name))
 
 
 async def load(name: str) -> ModuleType:
@@ -63,7 +72,8 @@ async def load(name: str) -> ModuleType:
     if failure is not None:
         # A fresh exception per call: raising the stored one again would grow its traceback per poke.
         raise ImportError(f"{name} cannot be imported: {failure}", name=name) from None
-    return future.result()
+    module: ModuleType = future.result()
+    return module
 
 
 def loaded(name: str) -> ModuleType | None:
@@ -71,4 +81,5 @@ def loaded(name: str) -> ModuleType | None:
     future = _imports.get(name)
     if future is None or not future.done() or future.exception() is not None:
         return None
-    return future.result()
+    module: ModuleType = future.result()
+    return module

@@ -83,6 +83,6 @@ async def test_a_backend_imports_off_the_loop_while_other_calls_are_answered(
         slowfs_gate.release.set()
     resources = await asyncio.gather(*first_uses)
     assert {r.phase for r in resources} == {Phase.RUNNING}
-    assert len(slowfs_gate.importers) == 1 and slowfs_gate.importers[0].startswith("fs-import-")
+    assert len(slowfs_gate.importers) == 1 and slowfs_gate.importers[0] == "import-fsspec:slowfs"
     settled = await connector.get(slow_metas[0])
     assert settled.phase == Phase.RUNNING and "does not exist yet" in settled.message
