@@ -267,7 +267,7 @@ start_server() {
     log "$name: buildah run as $IMG_USER: ${IMG_ARGV[*]} (gRPC :$PORT, metrics :$METRICS_PORT, read-only root)"
     buildah run --isolation chroot --network host --user "$IMG_USER" "${VOLUME_ARGS[@]}" \
         -e "SENSOR_CONNECTOR_PORT=$PORT" -e "SENSOR_CONNECTOR_METRICS_PORT=$METRICS_PORT" \
-        -e SENSOR_CONNECTOR_GRACE_PERIOD=5 "$@" \
+        -e SENSOR_CONNECTOR_DRAIN_PERIOD=2 -e SENSOR_CONNECTOR_GRACE_PERIOD=5 "$@" \
         "$CTR" -- "${IMG_ARGV[@]}" >"$LOG" 2>&1 &
     RUN_PID=$!
     SERVER_PID=""
@@ -288,7 +288,7 @@ start_server() {
         || { show_log; die "$name: health check"; }
 }
 
-# stop_server NAME: SIGTERM, a graceful stop within the grace period, a clean log.
+# stop_server NAME: SIGTERM, a graceful stop within the drain (2 s here) and grace periods, a clean log.
 stop_server() {
     local name=$1
     log "$name: SIGTERM, graceful stop"
