@@ -14,11 +14,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	idlcore "github.com/flyteorg/flyte/flyteidl/gen/pb-go/flyteidl/core"
-	"github.com/flyteorg/flyte/flyteplugins/go/tasks/pluginmachinery"
 	pluginsCore "github.com/flyteorg/flyte/flyteplugins/go/tasks/pluginmachinery/core"
-	"github.com/flyteorg/flyte/flyteplugins/go/tasks/pluginmachinery/webapi"
-	"github.com/flyteorg/flyte/flyteplugins/go/tasks/plugins/webapi/connector"
-	"github.com/flyteorg/flyte/flytestdlib/config"
 	"github.com/flyteorg/flyte/flytestdlib/contextutils"
 	"github.com/flyteorg/flyte/flytestdlib/promutils"
 	"github.com/flyteorg/flyte/flytestdlib/promutils/labeled"
@@ -54,29 +50,7 @@ func TestPolicyDeadline(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.ep.Set(startReplica(t, "policy", nil, []signingKey{h.key}).addr)
-	cfg := &connector.Config{
-		WebAPI: webapi.PluginConfig{
-			ReadRateLimiter:  webapi.RateLimiterConfig{QPS: 100, Burst: 100},
-			WriteRateLimiter: webapi.RateLimiterConfig{QPS: 100, Burst: 100},
-			Caching: webapi.CachingConfig{Size: 1000, ResyncInterval: config.Duration{Duration: resync},
-				Workers: 10, MaxSystemFailures: 5},
-		},
-		DefaultConnector: connector.Deployment{Insecure: true, DefaultTimeout: config.Duration{Duration: 10 * time.Second}},
-		ConnectorDeployments: map[string]*connector.Deployment{
-			"sensors": {Endpoint: h.ep.Target(), Insecure: true, DefaultTimeout: config.Duration{Duration: 10 * time.Second}},
-		},
-		ConnectorForTaskTypes: map[string]string{},
-		PollInterval:          config.Duration{Duration: 10 * time.Second},
-	}
-	if err := connector.SetConfig(cfg); err != nil {
-		t.Fatal(err)
-	}
-	connector.RegisterConnectorPlugin(&connector.ConnectorService{})
-	for _, e := range pluginmachinery.PluginRegistry().GetCorePlugins() {
-		if e.ID == connector.ID {
-			h.entry = e // the last registered: this test's, routed to this test's replica
-		}
-	}
+	registerPlugin(t, h, h.ep.Target())
 	plugin, _ := h.load(t)
 	fileTemplate := loadTemplate(t, filepath.Join(repoRoot(t), "tests", "vectors", "file_sensor.json"))
 	const deadline = 2 * time.Second

@@ -207,37 +207,7 @@ func TestConnectorPlugin(t *testing.T) {
 	primary := startReplica(t, "main", h.env, []signingKey{h.key})
 	h.ep.Set(primary.addr)
 
-	// Propeller's connector-service section: our connector only under `connectors`, no default endpoint,
-	// no connectorForTaskTypes, no supportedTaskTypes: routing can only come from ListAgents.
-	cfg := &connector.Config{
-		WebAPI: webapi.PluginConfig{
-			ReadRateLimiter:  webapi.RateLimiterConfig{QPS: 100, Burst: 100},
-			WriteRateLimiter: webapi.RateLimiterConfig{QPS: 100, Burst: 100},
-			Caching: webapi.CachingConfig{Size: 1000, ResyncInterval: config.Duration{Duration: resync},
-				Workers: 10, MaxSystemFailures: 5},
-		},
-		DefaultConnector: connector.Deployment{Insecure: true, DefaultTimeout: config.Duration{Duration: 10 * time.Second}},
-		ConnectorDeployments: map[string]*connector.Deployment{
-			"sensors": {
-				Endpoint:             h.ep.Target(),
-				Insecure:             true,
-				DefaultServiceConfig: `{"loadBalancingConfig": [{"round_robin":{}}]}`,
-				DefaultTimeout:       config.Duration{Duration: 10 * time.Second},
-			},
-		},
-		ConnectorForTaskTypes: map[string]string{},
-		PollInterval:          config.Duration{Duration: 10 * time.Second},
-	}
-	if err := connector.SetConfig(cfg); err != nil {
-		t.Fatal(err)
-	}
-	service := &connector.ConnectorService{}
-	connector.RegisterConnectorPlugin(service)
-	for _, e := range pluginmachinery.PluginRegistry().GetCorePlugins() {
-		if e.ID == connector.ID {
-			h.entry = e
-		}
-	}
+	service := registerPlugin(t, h, h.ep.Target())
 	if h.entry.ID == "" {
 		t.Fatalf("no %q plugin in propeller's plugin registry", connector.ID)
 	}
@@ -651,4 +621,43 @@ func containsAny(s string, words ...string) bool {
 		}
 	}
 	return false
+}
+
+// registerPlugin configures propeller's connector-service section as an operator would (our connector
+// only under `connectors`, no default endpoint, no connectorForTaskTypes, no supportedTaskTypes, so
+// routing can only come from ListAgents), registers the real plugin, keeps its registry entry in h and
+// returns the plugin's connector service.
+// The last registration wins, so each test's harness gets a plugin routed to its own target.
+func registerPlugin(t *testing.T, h *harness, target string) *connector.ConnectorService {
+	t.Helper()
+	cfg := &connector.Config{
+		WebAPI: webapi.PluginConfig{
+			ReadRateLimiter:  webapi.RateLimiterConfig{QPS: 100, Burst: 100},
+			WriteRateLimiter: webapi.RateLimiterConfig{QPS: 100, Burst: 100},
+			Caching: webapi.CachingConfig{Size: 1000, ResyncInterval: config.Duration{Duration: resync},
+				Workers: 10, MaxSystemFailures: 5},
+		},
+		DefaultConnector: connector.Deployment{Insecure: true, DefaultTimeout: config.Duration{Duration: 10 * time.Second}},
+		ConnectorDeployments: map[string]*connector.Deployment{
+			"sensors": {
+				Endpoint:             target,
+				Insecure:             true,
+				DefaultServiceConfig: `{"loadBalancingConfig": [{"round_robin":{}}]}`,
+				DefaultTimeout:       config.Duration{Duration: 10 * time.Second},
+			},
+		},
+		ConnectorForTaskTypes: map[string]string{},
+		PollInterval:          config.Duration{Duration: 10 * time.Second},
+	}
+	if err := connector.SetConfig(cfg); err != nil {
+		t.Fatal(err)
+	}
+	service := &connector.ConnectorService{}
+	connector.RegisterConnectorPlugin(service)
+	for _, e := range pluginmachinery.PluginRegistry().GetCorePlugins() {
+		if e.ID == connector.ID {
+			h.entry = e
+		}
+	}
+	return service
 }
