@@ -12,7 +12,7 @@ import grpc
 from flyteidl.admin import agent_pb2
 from flyteidl.service import agent_pb2_grpc
 
-from .engines.base import TimeWindow
+from .engines.base import Engine, TimeWindow
 from .errors import InvalidArgument, NotFound, RequestError, capped
 from .metrics import Metrics
 from .registry import EngineRegistry, TaskCategory, category_of
@@ -69,6 +69,12 @@ class AsyncAgentService(agent_pb2_grpc.AsyncAgentServiceServicer):  # type: igno
         self.engines = engines
         self.metrics = metrics
 
+    def _engine(self, route: TaskCategory | RequestError) -> Engine:
+        """The engine for a routed request; the request's own error when it named no category."""
+        if isinstance(route, RequestError):
+            raise route
+        return self.engines.engine_for(route)
+
     async def CreateTask(
         self, request: agent_pb2.CreateTaskRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.CreateTaskResponse:
@@ -91,33 +97,39 @@ class AsyncAgentService(agent_pb2_grpc.AsyncAgentServiceServicer):  # type: igno
     ) -> agent_pb2.GetTaskResponse:
         """Poke once and answer the phase."""
 
+        route = _route(request)
+
         async def work() -> agent_pb2.GetTaskResponse:
-            engine = self.engines.engine_for(_category(request))
+            engine = self._engine(route)
             return agent_pb2.GetTaskResponse(resource=await engine.get(request.resource_meta))
 
-        return await guarded(context, "get", _label(self.engines, request), work, self.metrics)
+        return await guarded(context, "get", _served(self.engines, route), work, self.metrics)
 
     async def DeleteTask(
         self, request: agent_pb2.DeleteTaskRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.DeleteTaskResponse:
         """Stop watching; idempotent."""
 
+        route = _route(request)
+
         async def work() -> agent_pb2.DeleteTaskResponse:
-            await self.engines.engine_for(_category(request)).delete(request.resource_meta)
+            await self._engine(route).delete(request.resource_meta)
             return agent_pb2.DeleteTaskResponse()
 
-        return await guarded(context, "delete", _label(self.engines, request), work, self.metrics)
+        return await guarded(context, "delete", _served(self.engines, route), work, self.metrics)
 
     async def GetTaskLogs(
         self, request: agent_pb2.GetTaskLogsRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[agent_pb2.GetTaskLogsResponse]:
         """The task's story in plain words: a header, then a body of at most `lines` lines (the last ones)."""
 
+        route = _route(request)
+
         async def work() -> list[agent_pb2.LogLine]:
-            lines = await self.engines.engine_for(_category(request)).logs(request.resource_meta)
+            lines = await self._engine(route).logs(request.resource_meta)
             return lines[-request.lines :] if request.lines > 0 else lines
 
-        lines = await guarded(context, "get_logs", _label(self.engines, request), work, self.metrics)
+        lines = await guarded(context, "get_logs", _served(self.engines, route), work, self.metrics)
         # Everything fits one page, so the continuation token is empty.
         yield agent_pb2.GetTaskLogsResponse(header=agent_pb2.GetTaskLogsResponseHeader(token=""))
         body = agent_pb2.GetTaskLogsResponseBody(
@@ -130,12 +142,14 @@ class AsyncAgentService(agent_pb2_grpc.AsyncAgentServiceServicer):  # type: igno
     ) -> agent_pb2.GetTaskMetricsResponse:
         """Figures for the queries named (all known when none are); unknown names are logged, skipped."""
 
+        route = _route(request)
+
         async def work() -> agent_pb2.GetTaskMetricsResponse:
-            engine = self.engines.engine_for(_category(request))
+            engine = self._engine(route)
             results = await engine.metrics(request.resource_meta, list(request.queries), _window(request))
             return agent_pb2.GetTaskMetricsResponse(results=results)
 
-        return await guarded(context, "get_metrics", _label(self.engines, request), work, self.metrics)
+        return await guarded(context, "get_metrics", _served(self.engines, route), work, self.metrics)
 
 
 def _window(request: agent_pb2.GetTaskMetricsRequest) -> TimeWindow:
@@ -154,16 +168,17 @@ def _category(request: Any) -> TaskCategory:
     return category_of(task_category, request.task_type)
 
 
-def _label(engines: EngineRegistry, request: Any) -> str:
+def _route(request: Any) -> TaskCategory | RequestError:
+    """The category a request names, worked out once per call, or the error saying it names none."""
     try:
-        return _served(engines, _category(request))
-    except RequestError:
-        return "unknown"
+        return _category(request)
+    except RequestError as exc:
+        return exc
 
 
-def _served(engines: EngineRegistry, category: TaskCategory | None) -> str:
+def _served(engines: EngineRegistry, category: TaskCategory | RequestError | None) -> str:
     """The category for logs and metric labels: a name the caller made up would grow both without bound."""
-    return str(category) if category is not None and category in engines else "unknown"
+    return str(category) if isinstance(category, TaskCategory) and category in engines else "unknown"
 
 
 class AgentMetadataService(agent_pb2_grpc.AgentMetadataServiceServicer):  # type: ignore[misc]

@@ -213,19 +213,12 @@ class SensorEngine(Engine):
                 )
 
     # -- Get / Delete -------------------------------------------------------------------------
-    def verify(self, resource_meta: bytes) -> SensorState:
-        """The state in resource_meta, once its signature and category check out (InvalidArgument if not)."""
+    def load(self, resource_meta: bytes) -> Task:
+        """The task of a resource_meta, or InvalidArgument when it cannot be served (logs, metrics)."""
         task = self.task(resource_meta)
         if isinstance(task, Unservable):
             raise InvalidArgument(task.message)
-        return task.state
-
-    def load(self, resource_meta: bytes) -> tuple[SensorState, Sensor[Any]]:
-        """Verify resource_meta and build the sensor it names (InvalidArgument if it cannot be served)."""
-        task = self.task(resource_meta)
-        if isinstance(task, Unservable):
-            raise InvalidArgument(task.message)
-        return task.state, task.sensor
+        return task
 
     def task(self, resource_meta: bytes) -> Task | Unservable:
         """The decoded task of a resource_meta: from the cache, or verified and decoded now."""
@@ -275,27 +268,24 @@ class SensorEngine(Engine):
         context = PokeContext(created_at=state.created_at, timeout=self.poke_timeout)
         return Task(state, sensor, ident, extra, base, _awaited(facts, state.sensor), context)
 
-    async def poke(
-        self, state: SensorState, sensor: Sensor[Any], context: PokeContext | None = None
-    ) -> PokeOutcome:
+    async def poke(self, task: Task) -> PokeOutcome:
         """Poke once within the poke timeout and sort the outcome."""
-        outcome = await self._poke(state, sensor, context)
+        outcome = await self._poke(task)
         if self.on_poke is not None:
-            self.on_poke(state.sensor, outcome)
+            self.on_poke(task.state.sensor, outcome)
         return outcome
 
-    async def _poke(self, state: SensorState, sensor: Sensor[Any], ctx: PokeContext | None) -> PokeOutcome:
+    async def _poke(self, task: Task) -> PokeOutcome:
         started_at = self.clock()
         t0 = time.perf_counter()
-        if ctx is None:
-            ctx = PokeContext(created_at=state.created_at, timeout=self.poke_timeout)
+        state = task.state
 
         def done(kind: str, message: str, **extra: Any) -> PokeOutcome:
             return PokeOutcome(kind, message, started_at, time.perf_counter() - t0, **extra)
 
         try:
             async with asyncio.timeout(self.poke_timeout):
-                result = await sensor.poke(state.inputs, ctx)
+                result = await task.sensor.poke(state.inputs, task.context)
         except TimeoutError:
             return done("timeout", f"the poke ran out of its {self.poke_timeout:g}s budget; will poke again.")
         except PermanentError as exc:
@@ -327,7 +317,7 @@ class SensorEngine(Engine):
             if self.on_event is not None:
                 self.on_event("remembered", state.sensor)
             return task.memo[1]
-        outcome, outputs = self._settle(state, task.sensor, await self.poke(state, task.sensor, task.context))
+        outcome, outputs = self._settle(state, task.sensor, await self.poke(task))
         if expired and outcome.kind not in ("met", "failed"):  # a permanent failure stays one
             outcome, outputs = self._deadline(task, outcome)
         self._log_outcome(task, outcome)
@@ -422,15 +412,16 @@ class SensorEngine(Engine):
 
     async def logs(self, resource_meta: bytes) -> list[agent_pb2.LogLine]:
         """The sensor's story: what it waits for, since when, and what a poke made now finds."""
-        state, sensor = self.load(resource_meta)
-        outcome = await self.poke(state, sensor)
-        return sensor_report.story(state, sensor, outcome, dt.datetime.now(dt.UTC))
+        task = self.load(resource_meta)
+        outcome = await self.poke(task)
+        return sensor_report.story(task.state, task.sensor, outcome, dt.datetime.now(dt.UTC))
 
     async def metrics(
         self, resource_meta: bytes, queries: Sequence[str], window: TimeWindow
     ) -> list[metrics_pb2.ExecutionMetricResult]:
         """elapsed_seconds over the window and poke_latency_seconds of a poke made now."""
-        state, sensor = self.load(resource_meta)
+        task = self.load(resource_meta)
+        state = task.state
         known, unknown = sensor_report.wanted(queries)
         if unknown:
             log.info(
@@ -439,7 +430,7 @@ class SensorEngine(Engine):
                 ", ".join(sensor_report.QUERIES),
                 extra={"operation": "get_metrics", "category": str(self.category), "sensor": state.sensor},
             )
-        outcome = await self.poke(state, sensor) if sensor_report.POKE_LATENCY in known else None
+        outcome = await self.poke(task) if sensor_report.POKE_LATENCY in known else None
         return sensor_report.results(state, outcome, known, window, dt.datetime.now(dt.UTC))
 
     async def delete(self, resource_meta: bytes) -> None:
