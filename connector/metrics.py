@@ -316,19 +316,24 @@ class StoreCollector:
     def collect(self) -> Iterator[Metric]:
         """The two counter families, as of now."""
         requests, answers = self.read()
-        made = CounterMetricFamily(
-            f"{OWN_PREFIX}store_requests",
+        yield _counters(
+            "store_requests",
             "Requests made to object stores and filesystems, by protocol and operation (info, list, glob)",
-            labels=["protocol", "operation"],
+            ["protocol", "operation"],
+            requests,
         )
-        for (protocol, operation), count in sorted(requests.items()):
-            made.add_metric([protocol, operation], count)
-        yield made
-        answered = CounterMetricFamily(
-            f"{OWN_PREFIX}store_answers",
+        yield _counters(
+            "store_answers",
             "Filesystem answers given to pokes, by source: own request, shared request, shared listing",
-            labels=["protocol", "source"],
+            ["protocol", "source"],
+            answers,
         )
-        for (protocol, source), count in sorted(answers.items()):
-            answered.add_metric([protocol, source], count)
-        yield answered
+
+
+def _counters(
+    name: str, documentation: str, labels: list[str], counts: Mapping[tuple[str, str], int]
+) -> CounterMetricFamily:
+    family = CounterMetricFamily(f"{OWN_PREFIX}{name}", documentation, labels=labels)
+    for values, count in sorted(counts.items()):
+        family.add_metric(list(values), count)
+    return family
