@@ -682,6 +682,25 @@ async def _list_s3(fs: Any, parent: str) -> _Listing:
     return _Listing(items, truncated=bool(out.get("IsTruncated")))
 
 
+def _listable(target: Target, parent: str) -> bool:
+    """True when a shared listing of `parent` may answer questions about what is under it."""
+    return SETTINGS.max_staleness > 0 and target.protocol in SETTINGS.listing_protocols and bool(parent)
+
+
+async def _shared_call(target: Target, method: str, missing: Any, budget: float | None) -> Any:
+    """Filesystem `method` on target's path, shared as `_ask` allows; `missing` when there is nothing."""
+
+    async def fetch() -> Any:
+        try:
+            return await call(target.fs, method, target.path)
+        except FileNotFoundError:
+            return missing
+
+    answer, was_shared = await _ask(target, method, target.path, fetch, budget)
+    STATS.answer(target.protocol, "shared" if was_shared else "own")
+    return answer
+
+
 async def info(url: str, budget: float | None = None) -> dict[str, Any] | None:
     """The object's metadata, None when it does not exist (yet); do not mutate the answer.
 
@@ -693,12 +712,7 @@ async def info(url: str, budget: float | None = None) -> dict[str, Any] | None:
     state = _state()
     try:
         parent, name = _split(target.path)
-        if (
-            SETTINGS.max_staleness > 0
-            and target.protocol in SETTINGS.listing_protocols
-            and parent
-            and _wants_listing(state, target.protocol, parent, name)
-        ):
+        if _listable(target, parent) and _wants_listing(state, target.protocol, parent, name):
             listing, _ = await _listing(target, parent, budget)
             if listing.truncated:
                 _too_big(state, target.protocol, parent)
@@ -707,16 +721,8 @@ async def info(url: str, budget: float | None = None) -> dict[str, Any] | None:
                 STATS.answer(target.protocol, "listing")
                 return found
 
-        async def fetch() -> dict[str, Any] | None:
-            try:
-                result: dict[str, Any] = await call(target.fs, "info", target.path)
-            except FileNotFoundError:
-                return None
-            return result
-
-        meta, was_shared = await _ask(target, "info", target.path, fetch, budget)
-        STATS.answer(target.protocol, "shared" if was_shared else "own")
-        return meta  # type: ignore[no-any-return]
+        meta: dict[str, Any] | None = await _shared_call(target, "info", None, budget)
+        return meta
     except SensorError:
         raise
     except Exception as exc:
@@ -738,13 +744,7 @@ async def glob(pattern: str, budget: float | None = None) -> list[str]:
     target = await resolve(pattern, budget)
     try:
         parent, last = _split(target.path)
-        if (
-            SETTINGS.max_staleness > 0
-            and target.protocol in SETTINGS.listing_protocols
-            and parent
-            and not has_magic(parent)
-            and "**" not in last
-        ):
+        if _listable(target, parent) and not has_magic(parent) and "**" not in last:
             state = _state()
             if not _is_big(state, target.protocol, parent):
                 listing, _ = await _listing(target, parent, budget)
@@ -757,15 +757,7 @@ async def glob(pattern: str, budget: float | None = None) -> list[str]:
                     )
                 _too_big(state, target.protocol, parent)
 
-        async def fetch() -> list[str]:
-            try:
-                return list(await call(target.fs, "glob", target.path))
-            except FileNotFoundError:
-                return []
-
-        found, was_shared = await _ask(target, "glob", target.path, fetch, budget)
-        STATS.answer(target.protocol, "shared" if was_shared else "own")
-        return list(found)
+        return list(await _shared_call(target, "glob", [], budget))
     except SensorError:
         raise
     except Exception as exc:
