@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import grpc
 
+from sensors.base import short
+
 #: The most characters a status message carries; one built from request content could be any length.
 MAX_MESSAGE_CHARS = 300
 
@@ -11,7 +13,7 @@ MAX_MESSAGE_CHARS = 300
 def capped(message: str, limit: int = MAX_MESSAGE_CHARS) -> str:
     """`message` cut to `limit` characters, marking the cut (the last line of defence: messages
     built from request content list a few names and count the rest, see sensors.base.short_list)."""
-    return message if len(message) <= limit else message[: limit - 1] + "…"
+    return short(message, limit)
 
 
 class RequestError(Exception):

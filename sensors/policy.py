@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .base import ConfigError, human_duration
+from .base import ConfigError, human_duration, short
 
 #: The sensor_config keys that belong to the policy rather than to the sensor.
 POLICY_FIELDS = ("poke_interval", "backoff", "max_poke_interval", "deadline", "soft_fail")
@@ -209,5 +209,4 @@ def _seconds(value: Any, name: str) -> float:
 
 
 def _show(value: Any) -> str:
-    text = repr(value)
-    return f"{type(value).__name__} {text[:40]}{'…' if len(text) > 40 else ''}"
+    return f"{type(value).__name__} {short(repr(value), 40)}"
