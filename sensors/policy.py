@@ -17,6 +17,8 @@ from typing import Any
 
 from .base import ConfigError, human_duration, short
 
+#: The slot of every Get when no poke_interval is set: nothing is remembered, every Get pokes.
+EVERY_GET = -1
 #: The sensor_config keys that belong to the policy rather than to the sensor.
 POLICY_FIELDS = ("poke_interval", "backoff", "max_poke_interval", "deadline", "soft_fail")
 #: Longest duration a policy field may hold (ten years): beyond it datetimes overflow, and no
@@ -133,11 +135,11 @@ class Policy:
         """The index of the latest due poke at `elapsed` seconds after creation (0 before the second).
 
         Two Gets in the same slot need one poke between them; a new slot means a poke is due.
-        -1 without an interval: nothing is remembered and every Get pokes.
+        EVERY_GET without an interval: nothing is remembered and every Get pokes.
         """
         interval = self.poke_interval
         if interval is None:
-            return -1
+            return EVERY_GET
         if elapsed < interval:
             return 0
         b, g = self.backoff, self._grow_steps()

@@ -16,7 +16,7 @@ from flyteidl.core import execution_pb2, literals_pb2, metrics_pb2, tasks_pb2
 from google.protobuf import json_format, struct_pb2
 
 from sensors.base import ConfigError, PermanentError, PokeContext, Sensor, TransientError
-from sensors.policy import Policy
+from sensors.policy import EVERY_GET, Policy
 from sensors.registry import SensorRegistry, UnavailableSensorError, UnknownSensorError
 
 from .. import literals
@@ -322,7 +322,7 @@ class SensorEngine(Engine):
             outcome, outputs = self._deadline(task, outcome)
         self._log_outcome(task, outcome)
         resource = self.resource(task, outcome, outputs)
-        if slot != -1:  # without an interval every Get pokes
+        if slot != EVERY_GET:
             task.memo = (slot, resource)
         return resource
 
@@ -346,10 +346,9 @@ class SensorEngine(Engine):
     def _unservable(self, resource_meta: bytes, task: Unservable) -> agent_pb2.Resource:
         if self.on_event is not None:
             self.on_event("rejected", task.reason)
-        level = logging.WARNING
         extra = {"operation": "get", "category": str(self.category), "task": task_id(resource_meta)}
         extra["phase"] = Phase.Name(task.phase)
-        log.log(level, "cannot serve this task here: %s", task.message, extra=extra)
+        log.warning("cannot serve this task here: %s", task.message, extra=extra)
         resource = agent_pb2.Resource(phase=task.phase, message=task.message)
         if task.phase == Phase.FAILED:
             resource.agent_error.CopyFrom(_SENSOR_FAILED)
