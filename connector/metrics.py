@@ -5,8 +5,10 @@ one process (tests, a second replica) keep separate counts. That registry also g
 prometheus_client's global registry has by default (`process_*`, `python_info`, `python_gc_*`), as
 flytekit's connector exports them, and a `flyte_sensor_connector_build_info` gauge.
 
-The request path never calls `.labels()`: each labelled child is bound once and kept in a dict, so
-counting a call is a dict lookup and two increments.
+The request path never calls `.labels()` nor takes a lock: requests, pokes and engine events are
+plain numbers, changed on the event loop only and read at scrape time (`TallyCollector`), so counting
+a call is a dict lookup and a few additions. Rare counts (failures, refusals) are prometheus_client
+counters with their children bound once.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from __future__ import annotations
 import logging
 import platform
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -30,7 +33,8 @@ from prometheus_client import (
     ProcessCollector,
     start_http_server,
 )
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.utils import floatToGoString
 
 from . import __version__
 
@@ -86,17 +90,20 @@ def _dist_version(name: str) -> str:
         return "unknown"
 
 
-class _RequestChildren:
-    """The bound children of one (task_type, operation): latency, successes, failures by code."""
+class _RequestTally:
+    """One (task_type, operation): latency bucket counts, their sum, successes; failures by code."""
 
-    __slots__ = ("failures", "latency", "metrics", "operation", "success", "task_type")
+    __slots__ = ("counts", "failures", "metrics", "operation", "success", "sum", "task_type")
 
     def __init__(self, metrics: Metrics, task_type: str, operation: str) -> None:
         self.metrics, self.task_type, self.operation = metrics, task_type, operation
-        self.latency = metrics.request_latency.labels(task_type, operation)
-        self.success = metrics.requests_success.labels(task_type, operation)
-        # Bound on first use: a child exists as a series from then on, and a zero series for every
-        # code that never happened would only be noise.
+        #: counts[i]: requests that took at most REQUEST_BUCKETS[i] (and more than the bound before);
+        #: the last one counts those beyond every bound.
+        self.counts = [0] * (len(REQUEST_BUCKETS) + 1)
+        self.sum = 0.0
+        self.success = 0
+        # Failures are rare: prometheus_client counters, bound on first use (a zero series for every
+        # code that never happened would only be noise).
         self.failures: dict[grpc.StatusCode, Any] = {}
 
     def failure(self, code: grpc.StatusCode) -> Any:
@@ -108,23 +115,16 @@ class _RequestChildren:
         return child
 
 
-class _PokeChildren:
-    """The bound children of one sensor: pokes by outcome, latency, timeouts."""
+class _PokeTally:
+    """One sensor: poke latency bucket counts and their sum, pokes by outcome, timeouts."""
 
-    __slots__ = ("latency", "metrics", "outcomes", "sensor", "timeouts")
+    __slots__ = ("counts", "outcomes", "sum", "timeouts")
 
-    def __init__(self, metrics: Metrics, sensor: str) -> None:
-        self.metrics = metrics
-        self.sensor = sensor
-        self.latency = metrics.poke_latency.labels(sensor)
-        self.timeouts = metrics.poke_timeouts.labels(sensor)
-        self.outcomes: dict[str, Any] = {}
-
-    def outcome(self, kind: str) -> Any:
-        child = self.outcomes.get(kind)
-        if child is None:
-            child = self.outcomes[kind] = self.metrics.pokes.labels(self.sensor, kind)
-        return child
+    def __init__(self) -> None:
+        self.counts = [0] * (len(POKE_BUCKETS) + 1)
+        self.sum = 0.0
+        self.outcomes: dict[str, int] = {}
+        self.timeouts = 0
 
 
 class Metrics:
@@ -142,26 +142,10 @@ class Metrics:
         ProcessCollector(registry=r)
         PlatformCollector(registry=r)
         GCCollector(registry=r)
-        # Spelled with `_total` as flytekit does; prometheus_client exposes the same names either way.
-        self.requests_success = Counter(
-            f"{FLYTEKIT_PREFIX}requests_success_total",
-            "Total number of successful requests",
-            ["task_type", "operation"],
-            registry=r,
-        )
         self.requests_failure = Counter(
             f"{FLYTEKIT_PREFIX}requests_failure_total",
             "Total number of failed requests",
             ["task_type", "operation", "error_code"],
-            registry=r,
-        )
-        # flytekit's is a Summary without quantiles (count and sum only); a histogram keeps both series
-        # and adds buckets, so p99 can be computed and aggregated across replicas.
-        self.request_latency = Histogram(
-            f"{FLYTEKIT_PREFIX}request_latency_seconds",
-            "Time spent processing connector request",
-            ["task_type", "operation"],
-            buckets=REQUEST_BUCKETS,
             registry=r,
         )
         self.input_literal_bytes = Histogram(
@@ -171,43 +155,11 @@ class Metrics:
             buckets=BYTES_BUCKETS,
             registry=r,
         )
-        self.pokes = Counter(
-            f"{OWN_PREFIX}pokes_total",
-            "Sensor pokes by outcome (met, waiting, transient, timeout, failed, error)",
-            ["sensor", "outcome"],
-            registry=r,
-        )
-        self.poke_latency = Histogram(
-            f"{OWN_PREFIX}poke_latency_seconds",
-            "Time one poke took",
-            ["sensor"],
-            buckets=POKE_BUCKETS,
-            registry=r,
-        )
-        self.poke_timeouts = Counter(
-            f"{OWN_PREFIX}poke_timeouts_total",
-            "Pokes that ran out of their --poke-timeout budget",
-            ["sensor"],
-            registry=r,
-        )
         self.refused = Counter(
             f"{OWN_PREFIX}rpcs_refused_total",
             "Calls refused before reaching a servicer, by reason (overload: beyond --max-concurrent-rpcs, "
             "answered RESOURCE_EXHAUSTED; undecodable: INVALID_ARGUMENT)",
             ["reason"],
-            registry=r,
-        )
-        self.rejected = Counter(
-            f"{OWN_PREFIX}resource_meta_rejected_total",
-            "GetTask calls whose resource_meta this replica could not serve, by reason (unknown_key: "
-            "signed with a key it lacks; invalid, category, sensor_unavailable: the task fails)",
-            ["reason"],
-            registry=r,
-        )
-        self.remembered = Counter(
-            f"{OWN_PREFIX}answers_remembered_total",
-            "GetTask calls answered from the last answer because the sensor policy said no poke was due",
-            ["sensor"],
             registry=r,
         )
         self.build_info = Gauge(
@@ -219,11 +171,18 @@ class Metrics:
         self.build_info.labels(
             __version__, platform.python_version(), _dist_version("flyteidl"), _dist_version("grpcio")
         ).set(1)
-        self._requests: dict[tuple[str, str], _RequestChildren] = {}
         self._task_types: set[str] = set()
         self._inputs: dict[str, Any] = {}
-        self._pokes: dict[str, _PokeChildren] = {}
-        self._events: dict[tuple[str, str], Any] = {}
+        # The hot counts: plain numbers changed on the event loop only, exported at scrape time.
+        #: (task_type as the request said it, operation) -> its tally; bounded (see request_done).
+        self._requests: dict[tuple[str, str], _RequestTally] = {}
+        #: (task_type as exported, operation) -> its tally: what the scrape reads.
+        self.requests: dict[tuple[str, str], _RequestTally] = {}
+        #: sensor -> its tally. Sensor names come from the fixed catalog: bounded.
+        self.pokes: dict[str, _PokeTally] = {}
+        #: (event, label) -> count, for "rejected" (by reason) and "remembered" (by sensor).
+        self.events: dict[tuple[str, str], int] = {}
+        self.registry.register(TallyCollector(self))
         self._http: Any = None
         self._thread: threading.Thread | None = None
         self.port = 0
@@ -241,16 +200,25 @@ class Metrics:
         self, task_type: str, operation: str, seconds: float, code: grpc.StatusCode | None
     ) -> None:
         """Count one RPC; `code` is None on success, else the status it was answered with."""
-        children = self._requests.get((task_type, operation))
-        if children is None:
-            children = _RequestChildren(self, self._task_type(task_type), operation)
-            if len(self._requests) < MAX_TASK_TYPES * 8:
-                self._requests[(task_type, operation)] = children
-        children.latency.observe(seconds)
+        tally = self._requests.get((task_type, operation))
+        if tally is None:
+            tally = self._request_tally(task_type, operation)
+        tally.counts[bisect_left(REQUEST_BUCKETS, seconds)] += 1
+        tally.sum += seconds
         if code is None:
-            children.success.inc()
+            tally.success += 1
         else:
-            children.failure(code).inc()
+            tally.failure(code).inc()
+
+    def _request_tally(self, task_type: str, operation: str) -> _RequestTally:
+        exported = (self._task_type(task_type), operation)
+        tally = self.requests.get(exported)
+        if tally is None:
+            tally = self.requests[exported] = _RequestTally(self, *exported)
+        # Task types come from requests: past the cap, unknown ones are looked up the slow way.
+        if len(self._requests) < MAX_TASK_TYPES * 8:
+            self._requests[(task_type, operation)] = tally
+        return tally
 
     def input_bytes(self, task_type: str, size: int) -> None:
         """Record the size of one CreateTask's inputs."""
@@ -263,23 +231,21 @@ class Metrics:
 
     def poked(self, sensor: str, kind: str, seconds: float) -> None:
         """Count one poke of `sensor` with outcome `kind` that took `seconds`."""
-        # Sensor names come from the fixed catalog (an unknown one never reaches a poke): bounded.
-        children = self._pokes.get(sensor)
-        if children is None:
-            children = self._pokes[sensor] = _PokeChildren(self, sensor)
-        children.outcome(kind).inc()
-        children.latency.observe(seconds)
+        tally = self.pokes.get(sensor)
+        if tally is None:
+            tally = self.pokes[sensor] = _PokeTally()
+        tally.counts[bisect_left(POKE_BUCKETS, seconds)] += 1
+        tally.sum += seconds
+        outcomes = tally.outcomes
+        outcomes[kind] = outcomes.get(kind, 0) + 1
         if kind == "timeout":
-            children.timeouts.inc()
+            tally.timeouts += 1
 
     def engine_event(self, event: str, label: str) -> None:
         """Count what the engine reports besides pokes: "rejected" (by reason) or "remembered" (by sensor)."""
-        # Labels are reasons and catalog sensor names: a small fixed set, so children are bound once.
-        child = self._events.get((event, label))
-        if child is None:
-            counter = self.rejected if event == "rejected" else self.remembered
-            child = self._events[(event, label)] = counter.labels(label)
-        child.inc()
+        # Labels are reasons and catalog sensor names: a small fixed set.
+        key = (event, label)
+        self.events[key] = self.events.get(key, 0) + 1
 
     def watch_store(self, read: StoreCounts) -> None:
         """Export the object-store counters `read` returns (kept as plain counters by the sensors)."""
@@ -303,6 +269,88 @@ class Metrics:
             self._thread = None
 
 
+class TallyCollector:
+    """The request, poke and engine-event counts of `metrics`, as metric families at scrape time.
+
+    They are plain numbers changed only on the event loop (no lock per call, unlike prometheus_client's
+    own metrics); a scrape, on the HTTP thread, copies each before reading it.
+    """
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        """flytekit's request families under its names, then the sensor families."""
+        m = self.metrics
+        requests = dict(m.requests)
+        # Spelled with `_total` as flytekit does; the exposition is the same either way.
+        success = CounterMetricFamily(
+            f"{FLYTEKIT_PREFIX}requests_success_total",
+            "Total number of successful requests",
+            labels=["task_type", "operation"],
+        )
+        # flytekit's is a Summary without quantiles (count and sum only); a histogram keeps both series
+        # and adds buckets, so p99 can be computed and aggregated across replicas.
+        latency = HistogramMetricFamily(
+            f"{FLYTEKIT_PREFIX}request_latency_seconds",
+            "Time spent processing connector request",
+            labels=["task_type", "operation"],
+        )
+        for (task_type, operation), tally in requests.items():
+            success.add_metric([task_type, operation], tally.success)
+            latency.add_metric([task_type, operation], *_buckets(REQUEST_BUCKETS, tally.counts, tally.sum))
+        yield success
+        yield latency
+        pokes = dict(m.pokes)
+        outcomes = CounterMetricFamily(
+            f"{OWN_PREFIX}pokes_total",
+            "Sensor pokes by outcome (met, waiting, transient, timeout, failed, error)",
+            labels=["sensor", "outcome"],
+        )
+        poke_latency = HistogramMetricFamily(
+            f"{OWN_PREFIX}poke_latency_seconds", "Time one poke took", labels=["sensor"]
+        )
+        timeouts = CounterMetricFamily(
+            f"{OWN_PREFIX}poke_timeouts_total",
+            "Pokes that ran out of their --poke-timeout budget",
+            labels=["sensor"],
+        )
+        for sensor, poke in pokes.items():
+            for kind, count in dict(poke.outcomes).items():
+                outcomes.add_metric([sensor, kind], count)
+            poke_latency.add_metric([sensor], *_buckets(POKE_BUCKETS, poke.counts, poke.sum))
+            timeouts.add_metric([sensor], poke.timeouts)
+        yield outcomes
+        yield poke_latency
+        yield timeouts
+        events = dict(m.events)
+        yield _counters(
+            "resource_meta_rejected",
+            "GetTask calls whose resource_meta this replica could not serve, by reason (unknown_key: "
+            "signed with a key it lacks; invalid, category, sensor_unavailable: the task fails)",
+            ["reason"],
+            [((label,), n) for (event, label), n in events.items() if event == "rejected"],
+        )
+        yield _counters(
+            "answers_remembered",
+            "GetTask calls answered from the last answer because the sensor policy said no poke was due",
+            ["sensor"],
+            [((label,), n) for (event, label), n in events.items() if event == "remembered"],
+        )
+
+
+def _buckets(
+    bounds: tuple[float, ...], counts: list[int], total: float
+) -> tuple[list[tuple[str, float]], float]:
+    """Cumulative `le` buckets (ending with +Inf) and the sum, from per-bucket counts."""
+    snapshot = list(counts)
+    cumulative, running = [], 0
+    for bound, count in zip((*bounds, float("inf")), snapshot, strict=True):
+        running += count
+        cumulative.append((floatToGoString(bound), float(running)))  # type: ignore[no-untyped-call]
+    return cumulative, total
+
+
 #: Returns (store requests by (protocol, operation), pokes answered by (protocol, source)).
 StoreCounts = Callable[[], tuple[Mapping[tuple[str, str], int], Mapping[tuple[str, str], int]]]
 
@@ -320,20 +368,20 @@ class StoreCollector:
             "store_requests",
             "Requests made to object stores and filesystems, by protocol and operation (info, list, glob)",
             ["protocol", "operation"],
-            requests,
+            dict(requests).items(),
         )
         yield _counters(
             "store_answers",
             "Filesystem answers given to pokes, by source: own request, shared request, shared listing",
             ["protocol", "source"],
-            answers,
+            dict(answers).items(),
         )
 
 
 def _counters(
-    name: str, documentation: str, labels: list[str], counts: Mapping[tuple[str, str], int]
+    name: str, documentation: str, labels: list[str], counts: Iterable[tuple[tuple[str, ...], int]]
 ) -> CounterMetricFamily:
     family = CounterMetricFamily(f"{OWN_PREFIX}{name}", documentation, labels=labels)
-    for values, count in sorted(counts.items()):
+    for values, count in sorted(counts):
         family.add_metric(list(values), count)
     return family

@@ -490,3 +490,36 @@ def test_text_logs_append_the_task_fields_after_the_message() -> None:
     assert line.endswith(
         " INFO    connector.services: created x [operation=create sensor=FileSensor task=0123456789ab]"
     )
+
+
+def test_tallied_latencies_fall_in_prometheus_le_buckets_and_sum() -> None:
+    from prometheus_client import generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from connector.metrics import REQUEST_BUCKETS, Metrics
+
+    metrics = Metrics()
+    # On a bound (le is inclusive), between two bounds, and beyond the last one.
+    for seconds in (REQUEST_BUCKETS[0], 0.003, 100.0):
+        metrics.request_done("sensor", "get", seconds, None)
+    metrics.request_done("sensor", "get", 0.003, grpc.StatusCode.INVALID_ARGUMENT)
+    metrics.poked("FileSensor", "timeout", 6.0)
+    metrics.engine_event("remembered", "FileSensor")
+    families = {f.name: f for f in text_string_to_metric_families(generate_latest(metrics.registry).decode())}
+    get = {"task_type": "sensor", "operation": "get"}
+    samples = families["flyte_connector_request_latency_seconds"].samples
+    buckets = {s.labels["le"]: s.value for s in samples if s.name.endswith("_bucket")}
+    assert buckets[str(REQUEST_BUCKETS[0])] == 1  # exactly on the first bound: counted there
+    assert buckets["0.0025"] == 1 and buckets["0.005"] == 3 and buckets["10.0"] == 3
+    assert buckets["+Inf"] == 4
+    [total] = [s.value for s in samples if s.name.endswith("_sum") and s.labels == get]
+    assert total == pytest.approx(REQUEST_BUCKETS[0] + 0.003 + 100.0 + 0.003)
+    success = families["flyte_connector_requests_success"].samples
+    assert [(s.labels, s.value) for s in success] == [(get, 3)]
+    failure = families["flyte_connector_requests_failure"].samples
+    assert [(s.labels["error_code"], s.value) for s in failure] == [("400", 1)]
+    pokes = families["flyte_sensor_connector_pokes"].samples
+    assert [(s.labels, s.value) for s in pokes] == [({"sensor": "FileSensor", "outcome": "timeout"}, 1)]
+    assert families["flyte_sensor_connector_poke_timeouts"].samples[0].value == 1
+    remembered = families["flyte_sensor_connector_answers_remembered"].samples
+    assert [(s.labels, s.value) for s in remembered] == [({"sensor": "FileSensor"}, 1)]
