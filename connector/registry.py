@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, NamedTuple
 from .errors import InvalidArgument, NotFound, capped
 
 if TYPE_CHECKING:
+    from flyteidl.admin import agent_pb2
+
     from .engines.base import Engine
 
 
@@ -21,11 +23,10 @@ class TaskCategory(NamedTuple):
         return f"{self.name} v{self.version}"
 
 
-def category_of(task_category: object, task_type: str) -> TaskCategory:
+def category_of(task_category: agent_pb2.TaskCategory | None, task_type: str) -> TaskCategory:
     """The category a request names; old clients send only the deprecated task_type, meaning version 0."""
-    name = getattr(task_category, "name", "") if task_category is not None else ""
-    if name:
-        return TaskCategory(name, int(getattr(task_category, "version", 0)))
+    if task_category is not None and task_category.name:
+        return TaskCategory(task_category.name, task_category.version)
     if task_type:
         return TaskCategory(task_type, 0)
     raise InvalidArgument("the request names no task category (task_category and task_type are both empty).")

@@ -6,7 +6,8 @@ import datetime as dt
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Any, NoReturn, TypeVar
 
 import grpc
 from flyteidl.admin import agent_pb2
@@ -20,6 +21,8 @@ from .registry import EngineRegistry, TaskCategory, category_of
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+#: The label of a category this connector does not serve.
+UNKNOWN = "unknown"
 
 
 async def guarded(
@@ -33,33 +36,64 @@ async def guarded(
 
     With `metrics`, the call is counted as flytekit's connector counts it: task_type is the category name.
     """
-    task_type = category.split(" ")[0]
     t0 = time.perf_counter()
-    # Stays CANCELLED unless work ends otherwise: a caller that gives up (deadline, Ctrl-C) is no success.
-    code: grpc.StatusCode | None = grpc.StatusCode.CANCELLED
     try:
         result = await work()
-        code = None
-        return result
-    except RequestError as exc:
+    except BaseException as exc:
+        await refuse(context, operation, category, exc, t0, metrics)
+    if metrics is not None:
+        metrics.request_done(category.split(" ")[0], operation, time.perf_counter() - t0, None)
+    return result
+
+
+async def refuse(
+    context: grpc.aio.ServicerContext,
+    operation: str,
+    category: str,
+    exc: BaseException,
+    t0: float,
+    metrics: Metrics | None,
+) -> NoReturn:
+    """End a call whose work raised `exc`: its RequestError's status, INTERNAL for a bug, or re-raise.
+
+    A caller that gave up (deadline, Ctrl-C) cancels the work: counted CANCELLED, never as a success.
+    """
+    if isinstance(exc, RequestError):
         code = exc.code
         message = capped(str(exc))
-        log.info(
-            "%s %s rejected: %s",
-            operation,
-            category,
-            message,
-            extra={"operation": operation, "category": category},
-        )
-    except Exception:
+        extra = {"operation": operation, "category": category}
+        log.info("%s %s rejected: %s", operation, category, message, extra=extra)
+    elif isinstance(exc, Exception):
         code = grpc.StatusCode.INTERNAL
-        log.exception("%s %s failed: a bug in the connector", operation, category)
+        log.error("%s %s failed: a bug in the connector", operation, category, exc_info=exc)
         message = f"{operation} failed inside the connector; see its logs."
-    finally:
-        if metrics is not None:
-            metrics.request_done(task_type, operation, time.perf_counter() - t0, code)
+    else:
+        code = grpc.StatusCode.CANCELLED
+    if metrics is not None:
+        metrics.request_done(category.split(" ")[0], operation, time.perf_counter() - t0, code)
+    if code == grpc.StatusCode.CANCELLED:
+        raise exc
     await context.abort(code, message)
     raise AssertionError("context.abort returned")  # pragma: no cover
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where a request goes: its engine, or the error saying why none serves it; and its label."""
+
+    engine: Engine | None
+    error: RequestError | None
+    #: The category for logs and metric labels: "unknown" for one not served (a name the caller made
+    #: up would grow both without bound).
+    label: str
+    #: flytekit's task_type metric label: the category's name.
+    task_type: str
+
+    def served(self) -> Engine:
+        """The engine; the request's own error when none serves it."""
+        if self.engine is None:
+            raise self.error or AssertionError("a route has an engine or an error")
+        return self.engine
 
 
 class AsyncAgentService(agent_pb2_grpc.AsyncAgentServiceServicer):  # type: ignore[misc]
@@ -68,68 +102,84 @@ class AsyncAgentService(agent_pb2_grpc.AsyncAgentServiceServicer):  # type: igno
     def __init__(self, engines: EngineRegistry, metrics: Metrics | None = None) -> None:
         self.engines = engines
         self.metrics = metrics
+        #: Served categories -> their routes, worked out once: bounded by the engines registered.
+        self._routes: dict[TaskCategory, Route] = {}
 
-    def _engine(self, route: TaskCategory | RequestError) -> Engine:
-        """The engine for a routed request; the request's own error when it named no category."""
-        if isinstance(route, RequestError):
-            raise route
-        return self.engines.engine_for(route)
+    def _route(self, request: Any) -> Route:
+        """Where a call goes, by the category it names."""
+        try:
+            category = category_of(request.task_category, request.task_type)
+        except RequestError as exc:
+            return Route(None, exc, UNKNOWN, UNKNOWN)
+        route = self._routes.get(category)
+        return route if route is not None else self._route_for(category)
+
+    def _route_for(self, category: TaskCategory) -> Route:
+        try:
+            engine = self.engines.engine_for(category)
+        except RequestError as exc:
+            return Route(None, exc, UNKNOWN, UNKNOWN)
+        route = self._routes[category] = Route(engine, None, str(category), category.name)
+        return route
 
     async def CreateTask(
         self, request: agent_pb2.CreateTaskRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.CreateTaskResponse:
         """Start watching: validate and return resource_meta."""
         tmpl = request.template
-        category = TaskCategory(tmpl.type, tmpl.task_type_version) if tmpl.type else None
+        route = self._route_for(TaskCategory(tmpl.type, tmpl.task_type_version)) if tmpl.type else None
 
         async def work() -> agent_pb2.CreateTaskResponse:
-            if category is None:
+            if route is None:
                 raise InvalidArgument("the request has no task template, or the template has no type.")
-            engine = self.engines.engine_for(category)
+            engine = route.served()
             if self.metrics is not None:
-                self.metrics.input_bytes(category.name, request.inputs.ByteSize())
+                self.metrics.input_bytes(route.task_type, request.inputs.ByteSize())
             return agent_pb2.CreateTaskResponse(resource_meta=await engine.create(request))
 
-        return await guarded(context, "create", _served(self.engines, category), work, self.metrics)
+        label = route.label if route is not None else UNKNOWN
+        return await guarded(context, "create", label, work, self.metrics)
 
     async def GetTask(
         self, request: agent_pb2.GetTaskRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.GetTaskResponse:
         """Poke once and answer the phase."""
-
-        route = _route(request)
-
-        async def work() -> agent_pb2.GetTaskResponse:
-            engine = self._engine(route)
-            return agent_pb2.GetTaskResponse(resource=await engine.get(request.resource_meta))
-
-        return await guarded(context, "get", _served(self.engines, route), work, self.metrics)
+        # The hot path: `guarded` spelled out, with no closure and no coroutine of its own.
+        route = self._route(request)
+        t0 = time.perf_counter()
+        try:
+            response = await route.served().get(request.resource_meta)
+        except BaseException as exc:
+            await refuse(context, "get", route.label, exc, t0, self.metrics)
+        if self.metrics is not None:
+            self.metrics.request_done(route.task_type, "get", time.perf_counter() - t0, None)
+        return response
 
     async def DeleteTask(
         self, request: agent_pb2.DeleteTaskRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.DeleteTaskResponse:
         """Stop watching; idempotent."""
 
-        route = _route(request)
+        route = self._route(request)
 
         async def work() -> agent_pb2.DeleteTaskResponse:
-            await self._engine(route).delete(request.resource_meta)
+            await route.served().delete(request.resource_meta)
             return agent_pb2.DeleteTaskResponse()
 
-        return await guarded(context, "delete", _served(self.engines, route), work, self.metrics)
+        return await guarded(context, "delete", route.label, work, self.metrics)
 
     async def GetTaskLogs(
         self, request: agent_pb2.GetTaskLogsRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[agent_pb2.GetTaskLogsResponse]:
         """The task's story in plain words: a header, then a body of at most `lines` lines (the last ones)."""
 
-        route = _route(request)
+        route = self._route(request)
 
         async def work() -> list[agent_pb2.LogLine]:
-            lines = await self._engine(route).logs(request.resource_meta)
+            lines = await route.served().logs(request.resource_meta)
             return lines[-request.lines :] if request.lines > 0 else lines
 
-        lines = await guarded(context, "get_logs", _served(self.engines, route), work, self.metrics)
+        lines = await guarded(context, "get_logs", route.label, work, self.metrics)
         # Everything fits one page, so the continuation token is empty.
         yield agent_pb2.GetTaskLogsResponse(header=agent_pb2.GetTaskLogsResponseHeader(token=""))
         body = agent_pb2.GetTaskLogsResponseBody(
@@ -142,14 +192,14 @@ class AsyncAgentService(agent_pb2_grpc.AsyncAgentServiceServicer):  # type: igno
     ) -> agent_pb2.GetTaskMetricsResponse:
         """Figures for the queries named (all known when none are); unknown names are logged, skipped."""
 
-        route = _route(request)
+        route = self._route(request)
 
         async def work() -> agent_pb2.GetTaskMetricsResponse:
-            engine = self._engine(route)
+            engine = route.served()
             results = await engine.metrics(request.resource_meta, list(request.queries), _window(request))
             return agent_pb2.GetTaskMetricsResponse(results=results)
 
-        return await guarded(context, "get_metrics", _served(self.engines, route), work, self.metrics)
+        return await guarded(context, "get_metrics", route.label, work, self.metrics)
 
 
 def _window(request: agent_pb2.GetTaskMetricsRequest) -> TimeWindow:
@@ -161,24 +211,6 @@ def _window(request: agent_pb2.GetTaskMetricsRequest) -> TimeWindow:
     if step is not None and step < dt.timedelta(0):
         raise InvalidArgument("step must not be negative.")
     return TimeWindow(start, end, step)
-
-
-def _category(request: Any) -> TaskCategory:
-    task_category = request.task_category if request.HasField("task_category") else None
-    return category_of(task_category, request.task_type)
-
-
-def _route(request: Any) -> TaskCategory | RequestError:
-    """The category a request names, worked out once per call, or the error saying it names none."""
-    try:
-        return _category(request)
-    except RequestError as exc:
-        return exc
-
-
-def _served(engines: EngineRegistry, category: TaskCategory | RequestError | None) -> str:
-    """The category for logs and metric labels: a name the caller made up would grow both without bound."""
-    return str(category) if isinstance(category, TaskCategory) and category in engines else "unknown"
 
 
 class AgentMetadataService(agent_pb2_grpc.AgentMetadataServiceServicer):  # type: ignore[misc]

@@ -9,11 +9,12 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from types import MappingProxyType
 from typing import Any
 
 from flyteidl.admin import agent_pb2
 from flyteidl.core import execution_pb2, literals_pb2, metrics_pb2, tasks_pb2
-from google.protobuf import json_format, struct_pb2
+from google.protobuf import json_format
 
 from sensors.base import ConfigError, PermanentError, PokeContext, Sensor, TransientError
 from sensors.policy import EVERY_GET, Policy
@@ -55,9 +56,9 @@ _PHASE_OF_KIND = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class PokeOutcome:
-    """One poke, as the engine saw it."""
+    """One poke, as the engine saw it; never changed once made (`replace` makes another)."""
 
     #: met | waiting | transient | timeout | failed | error | soft_failed (deadline passed, soft_fail)
     kind: str
@@ -82,14 +83,14 @@ class Task:
     task_id: str
     #: Fields every log line about this task carries.
     log_extra: dict[str, Any]
-    #: The Resource parts that do not change between Gets: console info and links.
-    base: agent_pb2.Resource
+    #: The response parts that do not change between Gets (console info and links), serialized.
+    base: bytes
     #: What is awaited, in a few words, for messages.
     awaited: str
     #: What every poke of this task is told (fixed: creation time and the poke budget).
     context: PokeContext
     #: The last answer this replica gave and the policy slot it belongs to (see sensors.policy).
-    memo: tuple[int, agent_pb2.Resource] | None = None
+    memo: tuple[int, agent_pb2.GetTaskResponse] | None = None
 
 
 @dataclass(frozen=True)
@@ -257,50 +258,50 @@ class SensorEngine(Engine):
         policy = state.policy.describe(state.created_at)
         if policy:
             info["policy"] = policy
-        custom_info = struct_pb2.Struct()
-        custom_info.update(_jsonable(info))
-        base = agent_pb2.Resource(custom_info=custom_info)
+        base = agent_pb2.GetTaskResponse()
+        base.resource.custom_info.update(_jsonable(info))
         for link in sensor.links(state.inputs):
-            base.log_links.add(name=link.name, uri=link.uri)
+            base.resource.log_links.add(name=link.name, uri=link.uri)
         ident = task_id(resource_meta)
         extra = {"operation": "get", "category": str(self.category), "sensor": state.sensor, "task": ident}
         extra |= state.execution.log_fields()
         context = PokeContext(created_at=state.created_at, timeout=self.poke_timeout)
-        return Task(state, sensor, ident, extra, base, _awaited(facts, state.sensor), context)
+        awaited = _awaited(facts, state.sensor)
+        return Task(state, sensor, ident, extra, base.SerializeToString(), awaited, context)
 
-    async def poke(self, task: Task) -> PokeOutcome:
+    async def poke(self, task: Task, started_at: dt.datetime | None = None) -> PokeOutcome:
         """Poke once within the poke timeout and sort the outcome."""
-        outcome = await self._poke(task)
-        if self.on_poke is not None:
-            self.on_poke(task.state.sensor, outcome)
-        return outcome
-
-    async def _poke(self, task: Task) -> PokeOutcome:
-        started_at = self.clock()
+        if started_at is None:
+            started_at = self.clock()
         t0 = time.perf_counter()
         state = task.state
-
-        def done(kind: str, message: str, **extra: Any) -> PokeOutcome:
-            return PokeOutcome(kind, message, started_at, time.perf_counter() - t0, **extra)
-
+        details: Mapping[str, Any] = _NOTHING
+        outputs: Mapping[str, Any] = _NOTHING
         try:
             async with asyncio.timeout(self.poke_timeout):
                 result = await task.sensor.poke(state.inputs, task.context)
         except TimeoutError:
-            return done("timeout", f"the poke ran out of its {self.poke_timeout:g}s budget; will poke again.")
+            kind, message = (
+                "timeout",
+                f"the poke ran out of its {self.poke_timeout:g}s budget; will poke again.",
+            )
         except PermanentError as exc:
-            return done("failed", str(exc))
+            kind, message = "failed", str(exc)
         except TransientError as exc:
-            return done("transient", str(exc))
+            kind, message = "transient", str(exc)
         except Exception as exc:  # a sensor bug must not turn into a gRPC failure of the task
             log.exception("%s poke raised %s", state.sensor, type(exc).__name__)
-            return done(
-                "error", f"the poke failed unexpectedly ({type(exc).__name__}: {exc}); will poke again."
-            )
-        kind = "met" if result.met else "waiting"
-        return done(kind, result.message, details=dict(result.details), outputs=dict(result.outputs))
+            kind = "error"
+            message = f"the poke failed unexpectedly ({type(exc).__name__}: {exc}); will poke again."
+        else:
+            kind, message = ("met" if result.met else "waiting"), result.message
+            details, outputs = result.details, result.outputs
+        outcome = PokeOutcome(kind, message, started_at, time.perf_counter() - t0, details, outputs)
+        if self.on_poke is not None:
+            self.on_poke(state.sensor, outcome)
+        return outcome
 
-    async def get(self, resource_meta: bytes) -> agent_pb2.Resource:
+    async def get(self, resource_meta: bytes) -> agent_pb2.GetTaskResponse:
         """The task's phase: poke when the policy says a poke is due, else the last answer given here.
 
         Anything about the task (unverifiable resource_meta, a key this replica lacks, a sensor that
@@ -317,14 +318,14 @@ class SensorEngine(Engine):
             if self.on_event is not None:
                 self.on_event("remembered", state.sensor)
             return task.memo[1]
-        outcome, outputs = self._settle(state, task.sensor, await self.poke(task))
+        outcome, outputs = self._settle(state, task.sensor, await self.poke(task, now))
         if expired and outcome.kind not in ("met", "failed"):  # a permanent failure stays one
             outcome, outputs = self._deadline(task, outcome)
         self._log_outcome(task, outcome)
-        resource = self.resource(task, outcome, outputs)
+        response = self.response(task, outcome, outputs)
         if slot != EVERY_GET:
-            task.memo = (slot, resource)
-        return resource
+            task.memo = (slot, response)
+        return response
 
     def _deadline(self, task: Task, last: PokeOutcome) -> tuple[PokeOutcome, literals_pb2.LiteralMap | None]:
         state = task.state
@@ -343,16 +344,18 @@ class SensorEngine(Engine):
             outputs = literals.outputs_map({MET_OUTPUT: False}, {MET_OUTPUT: bool})
         return replace(last, kind="soft_failed", message=message, outputs={}), outputs
 
-    def _unservable(self, resource_meta: bytes, task: Unservable) -> agent_pb2.Resource:
+    def _unservable(self, resource_meta: bytes, task: Unservable) -> agent_pb2.GetTaskResponse:
         if self.on_event is not None:
             self.on_event("rejected", task.reason)
         extra = {"operation": "get", "category": str(self.category), "task": task_id(resource_meta)}
         extra["phase"] = Phase.Name(task.phase)
         log.warning("cannot serve this task here: %s", task.message, extra=extra)
-        resource = agent_pb2.Resource(phase=task.phase, message=task.message)
+        response = agent_pb2.GetTaskResponse()
+        response.resource.phase = task.phase
+        response.resource.message = task.message
         if task.phase == Phase.FAILED:
-            resource.agent_error.CopyFrom(_SENSOR_FAILED)
-        return resource
+            response.resource.agent_error.CopyFrom(_SENSOR_FAILED)
+        return response
 
     def _log_outcome(self, task: Task, outcome: PokeOutcome) -> None:
         # Propeller asks every 30 s or so: a healthy wait is logged at DEBUG only.
@@ -364,29 +367,29 @@ class SensorEngine(Engine):
         sensor = task.state.sensor
         log.log(level, "%s %s (%s): %s", sensor, phase, outcome.kind, outcome.message, extra=extra)
 
-    def resource(
+    def response(
         self, task: Task, outcome: PokeOutcome, outputs: literals_pb2.LiteralMap | None = None
-    ) -> agent_pb2.Resource:
-        """The flyteidl Resource for an outcome: phase, message, console info, links, outputs.
+    ) -> agent_pb2.GetTaskResponse:
+        """The answer for an outcome: phase, message, console info, links, outputs.
 
         Propeller drops the RUNNING message and the console keeps what the first RUNNING answer
         carries, so `custom_info` says what is awaited, the policy and what the poke found.
         """
-        resource = agent_pb2.Resource()
-        resource.CopyFrom(task.base)
+        response = agent_pb2.GetTaskResponse.FromString(task.base)
+        resource = response.resource
         resource.phase = outcome.phase
         resource.message = outcome.message
         fields = resource.custom_info.fields
         fields["status"].string_value = outcome.message
         fields["outcome"].string_value = outcome.kind
-        fields["last_poke"].string_value = outcome.started_at.isoformat(timespec="seconds")
+        fields["last_poke"].string_value = _in_seconds(outcome.started_at)
         if outcome.details:
             fields["details"].struct_value.update(_jsonable(outcome.details))
         if outputs is not None and outcome.phase == Phase.SUCCEEDED:
             resource.outputs.CopyFrom(outputs)
         if outcome.kind == "failed":
             resource.agent_error.CopyFrom(_SENSOR_FAILED)
-        return resource
+        return response
 
     def _settle(
         self, state: SensorState, sensor: Sensor[Any], outcome: PokeOutcome
@@ -460,6 +463,21 @@ _SENSOR_FAILED = agent_pb2.AgentError(
     kind=agent_pb2.AgentError.NON_RECOVERABLE,
     origin=execution_pb2.ExecutionError.USER,
 )
+
+
+#: The empty details and outputs of an outcome that has none (shared: outcomes are never changed).
+_NOTHING: Mapping[str, Any] = MappingProxyType({})
+#: The last second written as a last_poke time, and its text: one isoformat per second, not per Get.
+_last_second: tuple[float, str] = (-1.0, "")
+
+
+def _in_seconds(when: dt.datetime) -> str:
+    """`when` as ISO 8601 in UTC, to the second."""
+    global _last_second
+    second = when.timestamp() // 1
+    if second != _last_second[0]:
+        _last_second = (second, dt.datetime.fromtimestamp(second, dt.UTC).isoformat())
+    return _last_second[1]
 
 
 def _awaited(facts: Mapping[str, Any], sensor: str) -> str:
