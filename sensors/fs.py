@@ -294,11 +294,19 @@ class _LoopState:
 _loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = weakref.WeakKeyDictionary()
 
 
+#: The loop that asked last and its state: a poke asks several times, and loops rarely change.
+_last: tuple[asyncio.AbstractEventLoop | None, _LoopState] = (None, _LoopState())
+
+
 def _state() -> _LoopState:
+    global _last
     loop = asyncio.get_running_loop()
+    if loop is _last[0]:
+        return _last[1]
     state = _loops.get(loop)
     if state is None:
         state = _loops[loop] = _LoopState()
+    _last = (loop, state)
     return state
 
 
@@ -593,7 +601,7 @@ def _wants_listing(state: _LoopState, protocol: str, parent: str, name: str) -> 
     if name != demand.last_name and now - demand.last_asked <= DEMAND_WINDOW:
         demand.hot_until = now + DEMAND_WINDOW
     demand.last_name, demand.last_asked = name, now
-    return now <= demand.hot_until and not _is_big(state, protocol, parent)
+    return now <= demand.hot_until and now > demand.big_until
 
 
 def _too_big(state: _LoopState, protocol: str, parent: str) -> None:
@@ -708,8 +716,8 @@ async def info(url: str, budget: float | None = None) -> dict[str, Any] | None:
     TransientError naming its last failure.
     """
     budget = _margin(budget)
-    target = await resolve(url, budget)
     state = _state()
+    target = state.targets.get(url) or await resolve(url, budget)
     try:
         parent, name = _split(target.path)
         if _listable(target, parent) and _wants_listing(state, target.protocol, parent, name):
