@@ -6,11 +6,12 @@ import asyncio
 import datetime as dt
 import logging
 import time
+import types
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Generator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 
 from flyteidl.admin import agent_pb2
 from flyteidl.core import execution_pb2, literals_pb2, metrics_pb2, tasks_pb2
@@ -38,6 +39,7 @@ from .base import Engine, TimeWindow
 log = logging.getLogger(__name__)
 
 Phase = execution_pb2.TaskExecution.Phase
+T = TypeVar("T")
 SENSOR_CATEGORY = TaskCategory("sensor", 0)
 #: Outputs travel in the GetTask response; keep them well inside gRPC's default 4 MiB message.
 MAX_OUTPUT_BYTES = 1024 * 1024
@@ -278,8 +280,15 @@ class SensorEngine(Engine):
         details: Mapping[str, Any] = _NOTHING
         outputs: Mapping[str, Any] = _NOTHING
         try:
-            async with asyncio.timeout(self.poke_timeout):
-                result = await task.sensor.poke(state.inputs, task.context)
+            poking = task.sensor.poke(state.inputs, task.context)
+            try:
+                # Most pokes find their answer already shared and never wait: those need no timer.
+                waits_on = poking.send(None)
+            except StopIteration as finished:
+                result = finished.value
+            else:
+                async with asyncio.timeout(self.poke_timeout - (time.perf_counter() - t0)):
+                    result = await _resume(poking, waits_on)
         except TimeoutError:
             kind, message = (
                 "timeout",
@@ -446,6 +455,33 @@ class SensorEngine(Engine):
         if task is not None:
             extra |= {"sensor": task.state.sensor, **task.state.execution.log_fields()}
         log.info("deleted %s task %s", self.category, extra["task"], extra=extra)
+
+
+@types.coroutine
+def _resume(coroutine: Coroutine[Any, Any, T], waits_on: Any) -> Generator[Any, Any, T]:
+    """Await the rest of `coroutine`, first sent to by hand, where it waits on `waits_on`.
+
+    What `await` would do from there (PEP 380's `yield from`): the task waits on what the coroutine
+    waits on, and what the task is sent or thrown (a result, a cancellation) goes on to the coroutine.
+    """
+    while True:
+        try:
+            sent = yield waits_on
+        except GeneratorExit:
+            coroutine.close()
+            raise
+        except BaseException as exc:  # thrown in by the task (a cancellation): the coroutine decides
+            try:
+                waits_on = coroutine.throw(exc)
+            except StopIteration as finished:
+                value: T = finished.value
+                return value
+        else:
+            try:
+                waits_on = coroutine.send(sent)
+            except StopIteration as finished:
+                result: T = finished.value
+                return result
 
 
 def execution_of(request: agent_pb2.CreateTaskRequest) -> Execution:
