@@ -375,6 +375,14 @@ class Target:
     fs: fsspec.AbstractFileSystem
     path: str
     protocol: str
+    #: The path's parent prefix and last part, worked out once.
+    parent: str = field(init=False)
+    name: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        parent, name = _split(self.path)
+        object.__setattr__(self, "parent", parent)
+        object.__setattr__(self, "name", name)
 
 
 async def resolve(url: str, budget: float | None = None) -> Target:
@@ -560,6 +568,17 @@ async def _ask(
         raise TransientError(_no_answer(target, state, budget)) from None
 
 
+def _arrived(state: _LoopState, key: tuple[str, str, str], now: float) -> Any:
+    """A shared answer that has arrived, is fresh and is not an error; else None (ask `_ask`)."""
+    answer = state.answers.get(key)
+    if answer is None or now - answer.started > SETTINGS.max_staleness:
+        return None
+    future = answer.future
+    if not future.done() or future.cancelled() or future.exception() is not None:
+        return None
+    return future.result()
+
+
 def _retrieve(task: asyncio.Future[Any]) -> None:
     if not task.cancelled():
         task.exception()
@@ -587,9 +606,8 @@ def _split(path: str) -> tuple[str, str]:
     return parent, name
 
 
-def _wants_listing(state: _LoopState, protocol: str, parent: str, name: str) -> bool:
+def _wants_listing(state: _LoopState, protocol: str, parent: str, name: str, now: float) -> bool:
     """Note that `name` under `parent` was asked about; True when a shared listing should answer it."""
-    now = SETTINGS.clock()
     key = (protocol, parent)
     demand = state.demand.get(key)
     if demand is None:
@@ -719,12 +737,15 @@ async def info(url: str, budget: float | None = None) -> dict[str, Any] | None:
     state = _state()
     target = state.targets.get(url) or await resolve(url, budget)
     try:
-        parent, name = _split(target.path)
-        if _listable(target, parent) and _wants_listing(state, target.protocol, parent, name):
-            listing, _ = await _listing(target, parent, budget)
+        parent = target.parent
+        now = SETTINGS.clock()
+        if _listable(target, parent) and _wants_listing(state, target.protocol, parent, target.name, now):
+            listing: _Listing | None = _arrived(state, ("list", target.protocol, parent), now)
+            if listing is None:
+                listing, _ = await _listing(target, parent, budget)
             if listing.truncated:
                 _too_big(state, target.protocol, parent)
-            found = listing.items.get(name)
+            found: dict[str, Any] | None = listing.items.get(target.name)
             if found is not None or not listing.truncated:
                 STATS.answer(target.protocol, "listing")
                 return found
@@ -751,11 +772,13 @@ async def glob(pattern: str, budget: float | None = None) -> list[str]:
     budget = _margin(budget)
     target = await resolve(pattern, budget)
     try:
-        parent, last = _split(target.path)
+        parent, last = target.parent, target.name
         if _listable(target, parent) and not has_magic(parent) and "**" not in last:
             state = _state()
             if not _is_big(state, target.protocol, parent):
-                listing, _ = await _listing(target, parent, budget)
+                listing = _arrived(state, ("list", target.protocol, parent), SETTINGS.clock())
+                if listing is None:
+                    listing, _ = await _listing(target, parent, budget)
                 if not listing.truncated:
                     STATS.answer(target.protocol, "listing")
                     return sorted(
