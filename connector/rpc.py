@@ -72,6 +72,11 @@ def _deserializer(cls: type[message.Message], method: str) -> Callable[[bytes], 
     return decode
 
 
+def _serializer(reply: Any) -> bytes:
+    # A servicer may answer with the message already serialized (GetTask's cached answers).
+    return reply if type(reply) is bytes else reply.SerializeToString()
+
+
 def _refusal(what: Any, limiter: Limiter) -> tuple[grpc.StatusCode, str] | None:
     if isinstance(what, Undecodable):
         log.info("%s rejected: the request could not be decoded (%s)", what.method, what.reason)
@@ -127,7 +132,6 @@ def method_handlers(
         if method.client_streaming:
             raise ValueError(f"{method.full_name}: client-streaming methods are not served here")
         request = message_factory.GetMessageClass(method.input_type)
-        response = message_factory.GetMessageClass(method.output_type)
         behaviour = getattr(servicer, method.name)
         wrap = _unary_stream if method.server_streaming else _unary_unary
         make = (
@@ -138,7 +142,7 @@ def method_handlers(
         handlers[method.name] = make(
             wrap(behaviour, limiter),
             request_deserializer=_deserializer(request, method.name),
-            response_serializer=response.SerializeToString,
+            response_serializer=_serializer,
         )
     return handlers
 

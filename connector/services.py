@@ -140,10 +140,8 @@ class AsyncAgentService(agent_pb2_grpc.AsyncAgentServiceServicer):  # type: igno
         label = route.label if route is not None else UNKNOWN
         return await guarded(context, "create", label, work, self.metrics)
 
-    async def GetTask(
-        self, request: agent_pb2.GetTaskRequest, context: grpc.aio.ServicerContext
-    ) -> agent_pb2.GetTaskResponse:
-        """Poke once and answer the phase."""
+    async def GetTask(self, request: agent_pb2.GetTaskRequest, context: grpc.aio.ServicerContext) -> bytes:
+        """Poke once and answer the phase: a GetTaskResponse, serialized by the engine."""
         # The hot path: `guarded` spelled out, with no closure and no coroutine of its own.
         route = self._route(request)
         t0 = time.perf_counter()

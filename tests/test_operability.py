@@ -18,6 +18,7 @@ from flyteidl.core import execution_pb2
 from google.protobuf import duration_pb2, json_format, timestamp_pb2
 
 from connector.logs import TextFormatter
+from connector.registry import TaskCategory
 from sensors import fs
 
 from .conftest import SENSOR, Connector, file_sensor_request, free_port, read_json_lines, scrape, spawn
@@ -420,6 +421,30 @@ async def test_every_get_fills_the_console_view_with_custom_info_and_store_links
             f"https://s3.console.aws.amazon.com/s3/buckets/{s3.bucket}?prefix=day%3D1/part%200.csv",
         )
     ]
+
+
+async def test_the_same_finding_is_answered_alike_but_for_its_poke_time_and_a_new_one_shows(
+    connector: Connector, tmp_path: Path
+) -> None:
+    engine = connector.server.engines.engine_for(TaskCategory("sensor", 0))
+    start = dt.datetime(2026, 11, 25, 9, 0, 0, 400_000, tzinfo=dt.UTC)
+    now = [start]
+    engine.clock = lambda: now[0]  # type: ignore[attr-defined]
+    target = tmp_path / "data.csv"
+    meta = await connector.create(file_sensor_request(str(target)))
+    first = json_format.MessageToDict(await connector.get(meta))
+    now[0] = start + dt.timedelta(seconds=7)
+    second = json_format.MessageToDict(await connector.get(meta))
+    assert first["customInfo"].pop("last_poke") == "2026-11-25T09:00:00+00:00"
+    assert second["customInfo"].pop("last_poke") == "2026-11-25T09:00:07+00:00"
+    assert first == second and second["phase"] == "RUNNING"
+    assert second["customInfo"]["status"] == f"{target} does not exist yet."
+    target.write_text("x")
+    found = await connector.get(meta)
+    info = json_format.MessageToDict(found.custom_info)
+    assert found.phase == Phase.SUCCEEDED and found.message == f"{target} exists."
+    assert info["outcome"] == "met" and info["status"] == found.message and info["details"] == {"size": 1}
+    assert info["last_poke"] == "2026-11-25T09:00:07+00:00" and info["sensor"] == "FileSensor"
 
 
 def test_gcs_paths_link_to_the_gcs_console_and_local_paths_to_nothing() -> None:

@@ -34,8 +34,8 @@ class Engine(abc.ABC):
         """Validate the request and return the resource_meta that identifies the task from now on."""
 
     @abc.abstractmethod
-    async def get(self, resource_meta: bytes) -> agent_pb2.GetTaskResponse:
-        """The task's current state, as the GetTask answer carrying it."""
+    async def get(self, resource_meta: bytes) -> bytes:
+        """The task's current state: the GetTaskResponse carrying it, serialized."""
 
     @abc.abstractmethod
     async def delete(self, resource_meta: bytes) -> None:

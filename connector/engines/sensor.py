@@ -92,7 +92,10 @@ class Task:
     #: What every poke of this task is told (fixed: creation time and the poke budget).
     context: PokeContext
     #: The last answer this replica gave and the policy slot it belongs to (see sensors.policy).
-    memo: tuple[int, agent_pb2.GetTaskResponse] | None = None
+    memo: tuple[int, bytes] | None = None
+    #: The last poke's (kind, message, details) and its answer but for the poke time, serialized:
+    #: a poke that finds what the last one found reuses it.
+    last: tuple[tuple[str, str, Mapping[str, Any]], bytes] | None = None
 
 
 @dataclass(frozen=True)
@@ -310,8 +313,10 @@ class SensorEngine(Engine):
             self.on_poke(state.sensor, outcome)
         return outcome
 
-    async def get(self, resource_meta: bytes) -> agent_pb2.GetTaskResponse:
+    async def get(self, resource_meta: bytes) -> bytes:
         """The task's phase: poke when the policy says a poke is due, else the last answer given here.
+
+        The answer is a serialized GetTaskResponse (see `response`).
 
         Anything about the task (unverifiable resource_meta, a key this replica lacks, a sensor that
         is gone) is a phase with a message, never an RPC error: propeller never forgives Get errors.
@@ -353,7 +358,7 @@ class SensorEngine(Engine):
             outputs = literals.outputs_map({MET_OUTPUT: False}, {MET_OUTPUT: bool})
         return replace(last, kind="soft_failed", message=message, outputs={}), outputs
 
-    def _unservable(self, resource_meta: bytes, task: Unservable) -> agent_pb2.GetTaskResponse:
+    def _unservable(self, resource_meta: bytes, task: Unservable) -> bytes:
         if self.on_event is not None:
             self.on_event("rejected", task.reason)
         extra = {"operation": "get", "category": str(self.category), "task": task_id(resource_meta)}
@@ -364,7 +369,8 @@ class SensorEngine(Engine):
         response.resource.message = task.message
         if task.phase == Phase.FAILED:
             response.resource.agent_error.CopyFrom(_SENSOR_FAILED)
-        return response
+        answer: bytes = response.SerializeToString()
+        return answer
 
     def _log_outcome(self, task: Task, outcome: PokeOutcome) -> None:
         # Propeller asks every 30 s or so: a healthy wait is logged at DEBUG only.
@@ -378,12 +384,26 @@ class SensorEngine(Engine):
 
     def response(
         self, task: Task, outcome: PokeOutcome, outputs: literals_pb2.LiteralMap | None = None
-    ) -> agent_pb2.GetTaskResponse:
-        """The answer for an outcome: phase, message, console info, links, outputs.
+    ) -> bytes:
+        """The answer for an outcome, serialized: phase, message, console info, links, outputs.
 
         Propeller drops the RUNNING message and the console keeps what the first RUNNING answer
         carries, so `custom_info` says what is awaited, the policy and what the poke found.
+
+        It is two serialized GetTaskResponses one after the other: all but the poke time (kept per
+        task while pokes find the same), then the poke time alone (made once a second). Protobuf
+        reads concatenated messages as one message with both merged, in every language.
         """
+        found = (outcome.kind, outcome.message, outcome.details)
+        last = task.last
+        if last is not None and outputs is None and last[0] == found:
+            body = last[1]
+        else:
+            body = self._body(task, outcome, outputs)
+            task.last = (found, body) if outputs is None else None
+        return body + _poke_time(outcome.started_at)
+
+    def _body(self, task: Task, outcome: PokeOutcome, outputs: literals_pb2.LiteralMap | None) -> bytes:
         response = agent_pb2.GetTaskResponse.FromString(task.base)
         resource = response.resource
         resource.phase = outcome.phase
@@ -391,14 +411,14 @@ class SensorEngine(Engine):
         fields = resource.custom_info.fields
         fields["status"].string_value = outcome.message
         fields["outcome"].string_value = outcome.kind
-        fields["last_poke"].string_value = _in_seconds(outcome.started_at)
         if outcome.details:
             fields["details"].struct_value.update(_jsonable(outcome.details))
         if outputs is not None and outcome.phase == Phase.SUCCEEDED:
             resource.outputs.CopyFrom(outputs)
         if outcome.kind == "failed":
             resource.agent_error.CopyFrom(_SENSOR_FAILED)
-        return response
+        body: bytes = response.SerializeToString()
+        return body
 
     def _settle(
         self, state: SensorState, sensor: Sensor[Any], outcome: PokeOutcome
@@ -503,16 +523,19 @@ _SENSOR_FAILED = agent_pb2.AgentError(
 
 #: The empty details and outputs of an outcome that has none (shared: outcomes are never changed).
 _NOTHING: Mapping[str, Any] = MappingProxyType({})
-#: The last second written as a last_poke time, and its text: one isoformat per second, not per Get.
-_last_second: tuple[float, str] = (-1.0, "")
+#: The last second given as a poke time, and the answer part that says it.
+_last_second: tuple[float, bytes] = (-1.0, b"")
 
 
-def _in_seconds(when: dt.datetime) -> str:
-    """`when` as ISO 8601 in UTC, to the second."""
+def _poke_time(when: dt.datetime) -> bytes:
+    """A serialized GetTaskResponse whose console info says only `last_poke`: `when`, to the second."""
     global _last_second
     second = when.timestamp() // 1
     if second != _last_second[0]:
-        _last_second = (second, dt.datetime.fromtimestamp(second, dt.UTC).isoformat())
+        part = agent_pb2.GetTaskResponse()
+        text = dt.datetime.fromtimestamp(second, dt.UTC).isoformat()
+        part.resource.custom_info.fields["last_poke"].string_value = text
+        _last_second = (second, part.SerializeToString())
     return _last_second[1]
 
 
