@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -112,14 +113,27 @@ type replica struct {
 var listeningRe = regexp.MustCompile(`listening on 127\.0\.0\.1:(\d+)`)
 
 // freePort is a loopback port nobody listened on a moment ago (for the metrics endpoint, which has no port 0).
+// nextPort is the last port freePort handed out; it starts at a place of its own per test process.
+var nextPort atomic.Int32
+
+// freePort returns a port free now and never returned before, below the kernel's ephemeral range
+// (32768 and up): a port the kernel picks for bind(0) or an outgoing connection could be handed
+// to someone else between the check here and the replica binding it.
 func freePort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	nextPort.CompareAndSwap(0, int32(20000+(os.Getpid()*37)%10000))
+	for {
+		port := int(nextPort.Add(1))
+		if port >= 32768 {
+			t.Fatal("freePort: no free port left below the ephemeral range")
+		}
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue // taken by something else: try the next one
+		}
+		_ = l.Close()
+		return port
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // spawnReplica starts `sensor-connector serve` with the given key files (the first signs) and extra
