@@ -1,22 +1,25 @@
 """Benchmark: this connector against flytekit's own and against the floor, under one load, in one run.
 
-    .venv/bin/pip install -e '.[bench,gcs,azure]'     # every extra: idle RSS counts what they cost
-    .venv/bin/python bench/compare.py                 # the full run (about 5 minutes on 2 cores)
-    .venv/bin/python bench/compare.py --quick         # a short run to try a change (under a minute)
+    .venv/bin/pip install -e '.[bench]'              # every extra: idle RSS counts what they cost
+    .venv/bin/python bench/compare.py                # the full run (about 10 minutes on 2 busy cores)
+    .venv/bin/python bench/compare.py --quick        # a short run to try a change (about 2 minutes)
 
-Three servers, one after the other, each a child process on loopback:
+Three servers, each a child process on loopback:
 - the floor (bench/floor.py): an empty grpc.aio AsyncAgentService answering one fixed GetTaskResponse,
   i.e. what any Python grpc.aio connector pays before doing anything of its own;
 - flytekit's connector (`pyflyte serve connector`);
 - this project (`sensor-connector serve`).
 
-Each is started `--starts` times for start-up time (spawn to health SERVING, or to the first answer for
-the floor, which has no health service) and idle RSS (medians); the last start then takes the load from
-bench/load.py, a client in a process of its own: CreateTask for `--sensors` FileSensors on local paths
-that do not exist yet, then GetTask from `--concurrency` loops. Measured: the server's CPU time per
-GetTask (utime + stime of all its threads, from /proc/PID/stat, around `--gets` Gets), GetTask/s, p50
-and p99 latency, and the RSS after a soak of `--soak` more Gets. The table gives this project's ratios
-to the floor and to flytekit's connector, and whether each goal of docs/performance.md is met.
+Each is started `--starts` times, one server after the other, for start-up time (spawn to health
+SERVING, or to the first answer for the floor, which has no health service) and idle RSS (medians); the
+last start of each keeps running. Then bench/load.py, a client in a process of its own, loads all three
+alike: CreateTask for `--sensors` FileSensors on local paths that do not exist yet, then GetTask from
+`--concurrency` loops, the `--gets` measured Gets of each server split into `--rounds` rounds in which
+the servers take turns (so a busy moment of the machine weighs on all three, not on one). Measured: the
+server's CPU time per GetTask (utime + stime of all its threads, from /proc/PID/stat, around each turn;
+the median of its rounds), GetTask/s, p50 and p99 latency, and the RSS after a soak of `--soak` more
+Gets. The table gives this project's ratios to the floor and to flytekit's connector, and whether each
+goal of docs/performance.md is met.
 
 Timings depend on the machine and on whatever else runs on it: compare them within one run only.
 """
@@ -121,7 +124,18 @@ def servers(state_dir: str) -> list[Server]:
     ]
 
 
-def measure(server: Server, args: argparse.Namespace, tmp: str) -> dict[str, float]:
+@dataclass
+class Running:
+    """A server kept running for the load, and what its starts measured."""
+
+    proc: subprocess.Popen[bytes]
+    port: int
+    startup_s: float
+    rss_idle_mib: float
+
+
+def start(server: Server, args: argparse.Namespace, tmp: str) -> Running:
+    """Start `server` `--starts` times (start-up time, idle RSS: medians); the last start keeps running."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     starts, idle = [], []
     for attempt in range(args.starts):
@@ -135,24 +149,36 @@ def measure(server: Server, args: argparse.Namespace, tmp: str) -> dict[str, flo
         )
         try:
             wait_serving(port, proc, t0 + 60)
-            starts.append(time.monotonic() - t0)
-            idle.append(rss_mib(proc.pid))
-            if attempt < args.starts - 1:
-                continue
-            client = [
-                sys.executable,
-                str(HERE / "load.py"),
-                *("--port", str(port), "--server-pid", str(proc.pid), "--dir", tmp),
-                *("--sensors", str(args.sensors), "--concurrency", str(args.concurrency)),
-                *("--gets", str(args.gets), "--soak", str(args.soak)),
-            ]
-            result: dict[str, float] = json.loads(
-                subprocess.run(client, check=True, capture_output=True).stdout
-            )
-        finally:
-            proc.terminate()
-            proc.wait(timeout=60)
-    return {**result, "startup_s": statistics.median(starts), "rss_idle_mib": statistics.median(idle)}
+        except BaseException:
+            stop(proc)
+            raise
+        starts.append(time.monotonic() - t0)
+        idle.append(rss_mib(proc.pid))
+        if attempt == args.starts - 1:
+            return Running(proc, port, statistics.median(starts), statistics.median(idle))
+        stop(proc)
+    raise ValueError("--starts must be at least 1")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    proc.wait(timeout=60)
+
+
+def load(running: dict[str, Running], args: argparse.Namespace, tmp: str) -> dict[str, dict[str, float]]:
+    """The same load on every running server, from one client process, in interleaved rounds."""
+    client = [sys.executable, str(HERE / "load.py"), "--dir", tmp]
+    for name, server in running.items():
+        client += ["--target", f"{name}={server.port}:{server.proc.pid}"]
+    client += ["--sensors", str(args.sensors), "--concurrency", str(args.concurrency)]
+    client += ["--gets", str(args.gets), "--rounds", str(args.rounds), "--soak", str(args.soak)]
+    measured: dict[str, dict[str, float]] = json.loads(
+        subprocess.run(client, check=True, capture_output=True).stdout
+    )
+    return {
+        name: {**measured[name], "startup_s": server.startup_s, "rss_idle_mib": server.rss_idle_mib}
+        for name, server in running.items()
+    }
 
 
 def table(results: dict[str, dict[str, float]], soak: int) -> list[str]:
@@ -218,8 +244,11 @@ def goals(results: dict[str, dict[str, float]]) -> list[tuple[str, bool | None]]
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="short run: 5,000 Gets, soak 20,000, 2 starts")
-    parser.add_argument("--gets", type=int, default=20_000, help="measured GetTask calls (default 20,000)")
+    parser.add_argument(
+        "--quick", action="store_true", help="short run: 6,000 Gets in 3 rounds, soak 20,000, 2 starts"
+    )
+    parser.add_argument("--gets", type=int, default=20_000, help="measured GetTask calls per server")
+    parser.add_argument("--rounds", type=int, default=5, help="turns each server takes at the measured Gets")
     parser.add_argument("--soak", type=int, default=200_000, help="GetTask calls before the last RSS reading")
     parser.add_argument("--starts", type=int, default=5, help="starts per server for start-up and idle RSS")
     parser.add_argument("--sensors", type=int, default=500)
@@ -227,20 +256,29 @@ def main() -> int:
     parser.add_argument("--only", action="append", choices=("floor", "flytekit", "ours"), help="repeatable")
     args = parser.parse_args()
     if args.quick:
-        args.gets, args.soak, args.starts = min(args.gets, 5_000), min(args.soak, 20_000), 2
+        args.gets, args.soak, args.starts = min(args.gets, 6_000), min(args.soak, 20_000), 2
+        args.rounds = min(args.rounds, 3)
     picked = {"floor": FLOOR, "flytekit": FLYTEKIT, "ours": OURS}
     wanted = {picked[o] for o in args.only} if args.only else set(picked.values())
-    results: dict[str, dict[str, float]] = {}
+    running: dict[str, Running] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for server in servers(f"{tmp}/state"):
-            if server.name in wanted:
-                print(f"measuring {server.name} …", file=sys.stderr, flush=True)
-                results[server.name] = measure(server, args, tmp)
+        try:
+            for server in servers(f"{tmp}/state"):
+                if server.name in wanted:
+                    print(f"starting {server.name} …", file=sys.stderr, flush=True)
+                    running[server.name] = start(server, args, tmp)
+            print(f"loading {len(running)} servers in {args.rounds} rounds …", file=sys.stderr, flush=True)
+            results = load(running, args, tmp)
+        finally:
+            for up in running.values():
+                stop(up.proc)
     print(
         f"{args.sensors} FileSensors on missing local paths, {args.concurrency} concurrent GetTask loops, "
-        f"{args.gets:,} measured Gets, {os.cpu_count()} CPUs\n"
+        f"{args.gets:,} measured Gets per server in {args.rounds} interleaved rounds, {os.cpu_count()} CPUs\n"
     )
     print("\n".join(table(results, args.soak)))
+    for name, r in results.items():
+        print(name, r["cpu_ms_per_get_rounds"], file=sys.stderr)
     print()
     for text, met in goals(results):
         print(f"- {'met' if met else 'NOT met' if met is not None else 'not measured'}: {text}")
