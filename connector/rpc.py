@@ -49,8 +49,9 @@ class Limiter:
         """Take a slot if one is free."""
         if self.limit and self.active >= self.limit:
             return False
+        if not self.active:
+            self.idle.clear()
         self.active += 1
-        self.idle.clear()
         return True
 
     def leave(self) -> None:
@@ -77,7 +78,8 @@ def _serializer(reply: Any) -> bytes:
     return reply if type(reply) is bytes else reply.SerializeToString()
 
 
-def _refusal(what: Any, limiter: Limiter) -> tuple[grpc.StatusCode, str] | None:
+def _refusal(what: Any, limiter: Limiter) -> tuple[grpc.StatusCode, str]:
+    """Why a call is refused: its request did not decode, or the limit is reached (counted here)."""
     if isinstance(what, Undecodable):
         log.info("%s rejected: the request could not be decoded (%s)", what.method, what.reason)
         if limiter.on_refused is not None:
@@ -86,21 +88,18 @@ def _refusal(what: Any, limiter: Limiter) -> tuple[grpc.StatusCode, str] | None:
             f"the {what.method} request could not be decoded as a protobuf message "
             "(malformed bytes, or nested deeper than protobuf allows)."
         )
-    if not limiter.enter():
-        # No log line: under a burst it would add work exactly when there is too much; the counter says it.
-        if limiter.on_refused is not None:
-            limiter.on_refused("overload")
-        return grpc.StatusCode.RESOURCE_EXHAUSTED, (
-            f"the connector is serving {limiter.limit} calls, its limit; retry shortly."
-        )
-    return None
+    # No log line: under a burst it would add work exactly when there is too much; the counter says it.
+    if limiter.on_refused is not None:
+        limiter.on_refused("overload")
+    return grpc.StatusCode.RESOURCE_EXHAUSTED, (
+        f"the connector is serving {limiter.limit} calls, its limit; retry shortly."
+    )
 
 
 def _unary_unary(behaviour: Callable[..., Any], limiter: Limiter) -> Callable[..., Any]:
     async def handle(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        refusal = _refusal(request, limiter)
-        if refusal is not None:
-            await context.abort(*refusal)
+        if type(request) is Undecodable or not limiter.enter():
+            await context.abort(*_refusal(request, limiter))
         try:
             return await behaviour(request, context)
         finally:
@@ -111,9 +110,8 @@ def _unary_unary(behaviour: Callable[..., Any], limiter: Limiter) -> Callable[..
 
 def _unary_stream(behaviour: Callable[..., Any], limiter: Limiter) -> Callable[..., Any]:
     async def handle(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-        refusal = _refusal(request, limiter)
-        if refusal is not None:
-            await context.abort(*refusal)
+        if type(request) is Undecodable or not limiter.enter():
+            await context.abort(*_refusal(request, limiter))
         try:
             async for reply in behaviour(request, context):
                 yield reply

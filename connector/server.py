@@ -17,7 +17,7 @@ from sensors.registry import SensorRegistry, load_registry
 
 from .codec import Codec
 from .config import Config
-from .engines.sensor import PokeOutcome, SensorEngine
+from .engines.sensor import SensorEngine
 from .keys import load_keyring
 from .metrics import Metrics
 from .registry import EngineRegistry
@@ -37,19 +37,12 @@ def build_engines(config: Config, sensors: SensorRegistry, metrics: Metrics | No
     keyring = load_keyring(config.signing_key_file, config.state_dir)
     codec = Codec(keyring, sensors.config_classes())
     engines = EngineRegistry()
-    on_poke = on_event = None
-    if metrics is not None:
-
-        def on_poke(sensor: str, outcome: PokeOutcome) -> None:
-            metrics.poked(sensor, outcome.kind, outcome.seconds)
-
-        on_event = metrics.engine_event
     engine = SensorEngine(
         sensors,
         codec,
         poke_timeout=config.poke_timeout,
-        on_poke=on_poke,
-        on_event=on_event,
+        on_poke=metrics.poked if metrics is not None else None,
+        on_event=metrics.engine_event if metrics is not None else None,
         cache_entries=config.state_cache_entries,
     )
     engines.register(engine)

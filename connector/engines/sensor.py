@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import logging
 import time
 import types
@@ -51,6 +52,10 @@ MET_OUTPUT = "met"
 _AFTER_DEADLINE = -2
 # Plain ints, looked up once: reading Phase.X goes through the enum wrapper's __getattr__ each time.
 _RUNNING = int(Phase.RUNNING)
+#: The time now, timezone-aware UTC (a partial, not a lambda: one call less per Get).
+_NOW_UTC = functools.partial(dt.datetime.now, dt.UTC)
+#: The level an outcome is logged at. Propeller asks every 30 s or so: a healthy wait is DEBUG only.
+_LOG_LEVEL = {"met": logging.INFO, "waiting": logging.DEBUG}
 _PHASE_OF_KIND = {
     "met": int(Phase.SUCCEEDED),
     "soft_failed": int(Phase.SUCCEEDED),
@@ -91,6 +96,8 @@ class Task:
     awaited: str
     #: What every poke of this task is told (fixed: creation time and the poke budget).
     context: PokeContext
+    #: True when the policy has neither interval nor deadline: every Get pokes, nothing is worked out.
+    every_get: bool
     #: The last answer this replica gave and the policy slot it belongs to (see sensors.policy).
     memo: tuple[int, bytes] | None = None
     #: The last poke's (kind, message, details) and its answer but for the poke time, serialized:
@@ -119,16 +126,16 @@ class SensorEngine(Engine):
         *,
         poke_timeout: float = 5.0,
         category: TaskCategory = SENSOR_CATEGORY,
-        on_poke: Callable[[str, PokeOutcome], None] | None = None,
+        on_poke: Callable[[str, str, float], None] | None = None,
         on_event: Callable[[str, str], None] | None = None,
         cache_entries: int = 4096,
-        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        clock: Callable[[], dt.datetime] = _NOW_UTC,
     ) -> None:
         self.sensors = sensors
         self.codec = codec
         self.poke_timeout = poke_timeout
         self.category = category
-        #: Called after every poke with the sensor name and outcome (the server counts them).
+        #: Called after every poke with the sensor name, outcome kind and seconds (the server counts them).
         self.on_poke = on_poke
         #: Called with (event, label) for what is not a poke: "rejected" (reason) or "remembered" (sensor).
         self.on_event = on_event
@@ -272,7 +279,8 @@ class SensorEngine(Engine):
         extra |= state.execution.log_fields()
         context = PokeContext(created_at=state.created_at, timeout=self.poke_timeout)
         awaited = _awaited(facts, state.sensor)
-        return Task(state, sensor, ident, extra, base.SerializeToString(), awaited, context)
+        every_get = state.policy.poke_interval is None and state.policy.deadline is None
+        return Task(state, sensor, ident, extra, base.SerializeToString(), awaited, context, every_get)
 
     async def poke(self, task: Task, started_at: dt.datetime | None = None) -> PokeOutcome:
         """Poke once within the poke timeout and sort the outcome."""
@@ -310,7 +318,7 @@ class SensorEngine(Engine):
             details, outputs = result.details, result.outputs
         outcome = PokeOutcome(kind, message, started_at, time.perf_counter() - t0, details, outputs)
         if self.on_poke is not None:
-            self.on_poke(state.sensor, outcome)
+            self.on_poke(state.sensor, kind, outcome.seconds)
         return outcome
 
     async def get(self, resource_meta: bytes) -> bytes:
@@ -326,8 +334,11 @@ class SensorEngine(Engine):
             return self._unservable(resource_meta, task)
         state, policy = task.state, task.state.policy
         now = self.clock()
-        expired = policy.expired(state.created_at, now)
-        slot = _AFTER_DEADLINE if expired else policy.slot((now - state.created_at).total_seconds())
+        if task.every_get:  # no interval, no deadline: nothing to work out
+            expired, slot = False, EVERY_GET
+        else:
+            expired = policy.expired(state.created_at, now)
+            slot = _AFTER_DEADLINE if expired else policy.slot((now - state.created_at).total_seconds())
         if task.memo is not None and task.memo[0] == slot:
             if self.on_event is not None:
                 self.on_event("remembered", state.sensor)
@@ -335,7 +346,9 @@ class SensorEngine(Engine):
         outcome, outputs = self._settle(state, task.sensor, await self.poke(task, now))
         if expired and outcome.kind not in ("met", "failed"):  # a permanent failure stays one
             outcome, outputs = self._deadline(task, outcome)
-        self._log_outcome(task, outcome)
+        level = _LOG_LEVEL.get(outcome.kind, logging.WARNING)
+        if log.isEnabledFor(level):
+            self._log_outcome(task, outcome, level)
         response = self.response(task, outcome, outputs)
         if slot != EVERY_GET:
             task.memo = (slot, response)
@@ -372,11 +385,7 @@ class SensorEngine(Engine):
         answer: bytes = response.SerializeToString()
         return answer
 
-    def _log_outcome(self, task: Task, outcome: PokeOutcome) -> None:
-        # Propeller asks every 30 s or so: a healthy wait is logged at DEBUG only.
-        level = {"met": logging.INFO, "waiting": logging.DEBUG}.get(outcome.kind, logging.WARNING)
-        if not log.isEnabledFor(level):
-            return
+    def _log_outcome(self, task: Task, outcome: PokeOutcome, level: int) -> None:
         phase = Phase.Name(outcome.phase)
         extra = {**task.log_extra, "phase": phase}
         sensor = task.state.sensor
