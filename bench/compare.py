@@ -38,6 +38,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 from flyteidl.service import agent_pb2
@@ -165,14 +166,14 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
     proc.wait(timeout=60)
 
 
-def load(running: dict[str, Running], args: argparse.Namespace, tmp: str) -> dict[str, dict[str, float]]:
+def load(running: dict[str, Running], args: argparse.Namespace, tmp: str) -> dict[str, dict[str, Any]]:
     """The same load on every running server, from one client process, in interleaved rounds."""
     client = [sys.executable, str(HERE / "load.py"), "--dir", tmp]
     for name, server in running.items():
         client += ["--target", f"{name}={server.port}:{server.proc.pid}"]
     client += ["--sensors", str(args.sensors), "--concurrency", str(args.concurrency)]
     client += ["--gets", str(args.gets), "--rounds", str(args.rounds), "--soak", str(args.soak)]
-    measured: dict[str, dict[str, float]] = json.loads(
+    measured: dict[str, dict[str, Any]] = json.loads(
         subprocess.run(client, check=True, capture_output=True).stdout
     )
     return {
@@ -181,7 +182,7 @@ def load(running: dict[str, Running], args: argparse.Namespace, tmp: str) -> dic
     }
 
 
-def table(results: dict[str, dict[str, float]], soak: int) -> list[str]:
+def table(results: dict[str, dict[str, Any]], soak: int) -> list[str]:
     floor, flytekit, ours = results.get(FLOOR), results.get(FLYTEKIT), results.get(OURS)
     rows = [
         ("server CPU per GetTask, ms", "cpu_ms_per_get", "{:.3f}"),
@@ -195,7 +196,7 @@ def table(results: dict[str, dict[str, float]], soak: int) -> list[str]:
         ("GetTask errors", "errors", "{:.0f}"),
     ]
 
-    def ratio(key: str, base: dict[str, float] | None) -> str:
+    def ratio(key: str, base: dict[str, Any] | None) -> str:
         if ours is None or base is None or not base.get(key):
             return "—"
         return f"{ours[key] / base[key]:.2f}x"
@@ -210,12 +211,12 @@ def table(results: dict[str, dict[str, float]], soak: int) -> list[str]:
     return lines
 
 
-def goals(results: dict[str, dict[str, float]]) -> list[tuple[str, bool | None]]:
+def goals(results: dict[str, dict[str, Any]]) -> list[tuple[str, bool | None]]:
     floor, flytekit, ours = results.get(FLOOR), results.get(FLYTEKIT), results.get(OURS)
     if ours is None:
         return []
 
-    def check(base: dict[str, float] | None, test: Callable[[dict[str, float]], bool]) -> bool | None:
+    def check(base: dict[str, Any] | None, test: Callable[[dict[str, Any]], bool]) -> bool | None:
         return None if base is None else test(base)
 
     growth = ours["rss_soak_mib"] - ours["rss_loaded_mib"]
@@ -277,8 +278,9 @@ def main() -> int:
         f"{args.gets:,} measured Gets per server in {args.rounds} interleaved rounds, {os.cpu_count()} CPUs\n"
     )
     print("\n".join(table(results, args.soak)))
+    print("\nserver CPU per GetTask by round, ms (the table gives each server's median):")
     for name, r in results.items():
-        print(name, r["cpu_ms_per_get_rounds"], file=sys.stderr)
+        print(f"- {name}: " + ", ".join(f"{c:.3f}" for c in r["cpu_ms_per_get_rounds"]))
     print()
     for text, met in goals(results):
         print(f"- {'met' if met else 'NOT met' if met is not None else 'not measured'}: {text}")
