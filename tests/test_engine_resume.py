@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from flyteidl.core import execution_pb2
 
 from connector.engines.sensor import _resume
+from sensors.base import PokeResult
+from sensors.file import FileSensor
+
+from .conftest import Connector, file_sensor_request
 
 T = TypeVar("T")
 
@@ -100,3 +106,18 @@ async def test_a_cancelled_caller_cancels_the_poke() -> None:
     with pytest.raises(asyncio.CancelledError):
         await running
     assert seen == ["cancelled"]
+
+
+async def test_a_poke_that_returns_another_awaitable_is_awaited_as_it_is(
+    connector: Connector, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def poke(self: Any, inputs: Any, ctx: Any) -> asyncio.Future[PokeResult]:
+        answer: asyncio.Future[PokeResult] = asyncio.get_running_loop().create_future()
+        answer.set_result(PokeResult(True, "answered by a future."))
+        return answer
+
+    monkeypatch.setattr(FileSensor, "poke", poke)
+    meta = await connector.create(file_sensor_request(str(tmp_path / "x")))
+    resource = await connector.get(meta)
+    assert resource.phase == execution_pb2.TaskExecution.SUCCEEDED
+    assert resource.message == "answered by a future."

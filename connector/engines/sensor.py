@@ -292,14 +292,18 @@ class SensorEngine(Engine):
         outputs: Mapping[str, Any] = _NOTHING
         try:
             poking = task.sensor.poke(state.inputs, task.context)
-            try:
-                # Most pokes find their answer already shared and never wait: those need no timer.
-                waits_on = poking.send(None)
-            except StopIteration as finished:
-                result = finished.value
+            if type(poking) is not types.CoroutineType:  # another awaitable: awaited as it is
+                async with asyncio.timeout(self.poke_timeout):
+                    result = await poking
             else:
-                async with asyncio.timeout(self.poke_timeout - (time.perf_counter() - t0)):
-                    result = await _resume(poking, waits_on)
+                try:
+                    # Most pokes find their answer already shared and never wait: those need no timer.
+                    waits_on = poking.send(None)
+                except StopIteration as finished:
+                    result = finished.value
+                else:
+                    async with asyncio.timeout(self.poke_timeout - (time.perf_counter() - t0)):
+                        result = await _resume(poking, waits_on)
         except TimeoutError:
             kind, message = (
                 "timeout",
