@@ -319,7 +319,9 @@ class SensorEngine(Engine):
             message = f"the poke failed unexpectedly ({type(exc).__name__}: {exc}); will poke again."
         else:
             kind, message = ("met" if result.met else "waiting"), result.message
-            details, outputs = result.details, result.outputs
+            # Copies: the answer kept per task is compared with later pokes' details.
+            details = dict(result.details) if result.details else _NOTHING
+            outputs = dict(result.outputs) if result.outputs else _NOTHING
         outcome = PokeOutcome(kind, message, started_at, time.perf_counter() - t0, details, outputs)
         if self.on_poke is not None:
             self.on_poke(state.sensor, kind, outcome.seconds)
