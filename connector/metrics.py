@@ -281,62 +281,71 @@ class TallyCollector:
 
     def collect(self) -> Iterator[Metric]:
         """flytekit's request families under its names, then the sensor families."""
-        m = self.metrics
-        requests = dict(m.requests)
+        requests = dict(self.metrics.requests).items()
         # Spelled with `_total` as flytekit does; the exposition is the same either way.
-        success = CounterMetricFamily(
+        yield _counters(
             f"{FLYTEKIT_PREFIX}requests_success_total",
             "Total number of successful requests",
-            labels=["task_type", "operation"],
+            ["task_type", "operation"],
+            [(key, tally.success) for key, tally in requests],
         )
         # flytekit's is a Summary without quantiles (count and sum only); a histogram keeps both series
         # and adds buckets, so p99 can be computed and aggregated across replicas.
-        latency = HistogramMetricFamily(
+        yield _histograms(
             f"{FLYTEKIT_PREFIX}request_latency_seconds",
             "Time spent processing connector request",
-            labels=["task_type", "operation"],
+            ["task_type", "operation"],
+            REQUEST_BUCKETS,
+            [(key, tally.counts, tally.sum) for key, tally in requests],
         )
-        for (task_type, operation), tally in requests.items():
-            success.add_metric([task_type, operation], tally.success)
-            latency.add_metric([task_type, operation], *_buckets(REQUEST_BUCKETS, tally.counts, tally.sum))
-        yield success
-        yield latency
-        pokes = dict(m.pokes)
-        outcomes = CounterMetricFamily(
+        pokes = dict(self.metrics.pokes).items()
+        yield _counters(
             f"{OWN_PREFIX}pokes_total",
             "Sensor pokes by outcome (met, waiting, transient, timeout, failed, error)",
-            labels=["sensor", "outcome"],
+            ["sensor", "outcome"],
+            [((sensor, kind), n) for sensor, poke in pokes for kind, n in dict(poke.outcomes).items()],
         )
-        poke_latency = HistogramMetricFamily(
-            f"{OWN_PREFIX}poke_latency_seconds", "Time one poke took", labels=["sensor"]
+        yield _histograms(
+            f"{OWN_PREFIX}poke_latency_seconds",
+            "Time one poke took",
+            ["sensor"],
+            POKE_BUCKETS,
+            [((sensor,), poke.counts, poke.sum) for sensor, poke in pokes],
         )
-        timeouts = CounterMetricFamily(
+        yield _counters(
             f"{OWN_PREFIX}poke_timeouts_total",
             "Pokes that ran out of their --poke-timeout budget",
-            labels=["sensor"],
+            ["sensor"],
+            [((sensor,), poke.timeouts) for sensor, poke in pokes],
         )
-        for sensor, poke in pokes.items():
-            for kind, count in dict(poke.outcomes).items():
-                outcomes.add_metric([sensor, kind], count)
-            poke_latency.add_metric([sensor], *_buckets(POKE_BUCKETS, poke.counts, poke.sum))
-            timeouts.add_metric([sensor], poke.timeouts)
-        yield outcomes
-        yield poke_latency
-        yield timeouts
-        events = dict(m.events)
+        events = dict(self.metrics.events).items()
         yield _counters(
-            "resource_meta_rejected",
+            f"{OWN_PREFIX}resource_meta_rejected_total",
             "GetTask calls whose resource_meta this replica could not serve, by reason (unknown_key: "
             "signed with a key it lacks; invalid, category, sensor_unavailable: the task fails)",
             ["reason"],
-            [((label,), n) for (event, label), n in events.items() if event == "rejected"],
+            [((label,), n) for (event, label), n in events if event == "rejected"],
         )
         yield _counters(
-            "answers_remembered",
+            f"{OWN_PREFIX}answers_remembered_total",
             "GetTask calls answered from the last answer because the sensor policy said no poke was due",
             ["sensor"],
-            [((label,), n) for (event, label), n in events.items() if event == "remembered"],
+            [((label,), n) for (event, label), n in events if event == "remembered"],
         )
+
+
+def _histograms(
+    name: str,
+    documentation: str,
+    labels: list[str],
+    bounds: tuple[float, ...],
+    tallies: Iterable[tuple[tuple[str, ...], list[int], float]],
+) -> HistogramMetricFamily:
+    """A histogram family from (label values, per-bucket counts, sum) tallies."""
+    family = HistogramMetricFamily(name, documentation, labels=labels)
+    for values, counts, total in tallies:
+        family.add_metric(list(values), *_buckets(bounds, counts, total))
+    return family
 
 
 def _buckets(
@@ -365,13 +374,13 @@ class StoreCollector:
         """The two counter families, as of now."""
         requests, answers = self.read()
         yield _counters(
-            "store_requests",
+            f"{OWN_PREFIX}store_requests",
             "Requests made to object stores and filesystems, by protocol and operation (info, list, glob)",
             ["protocol", "operation"],
             dict(requests).items(),
         )
         yield _counters(
-            "store_answers",
+            f"{OWN_PREFIX}store_answers",
             "Filesystem answers given to pokes, by source: own request, shared request, shared listing",
             ["protocol", "source"],
             dict(answers).items(),
@@ -381,7 +390,7 @@ class StoreCollector:
 def _counters(
     name: str, documentation: str, labels: list[str], counts: Iterable[tuple[tuple[str, ...], int]]
 ) -> CounterMetricFamily:
-    family = CounterMetricFamily(f"{OWN_PREFIX}{name}", documentation, labels=labels)
+    family = CounterMetricFamily(name, documentation, labels=labels)
     for values, count in sorted(counts):
         family.add_metric(list(values), count)
     return family
