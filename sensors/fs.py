@@ -537,8 +537,8 @@ async def _ask(
     now = SETTINGS.clock()
     cache_key = (operation, target.protocol, key)
     shared = SETTINGS.max_staleness > 0
-    answer = state.answers.get(cache_key) if shared else None
-    if answer is not None and now - answer.started <= SETTINGS.max_staleness:
+    answer = _fresh(state, cache_key, now) if shared else None
+    if answer is not None:
         was_shared = True
     else:
         was_shared = False
@@ -568,10 +568,16 @@ async def _ask(
         raise TransientError(_no_answer(target, state, budget)) from None
 
 
+def _fresh(state: _LoopState, key: tuple[str, str, str], now: float) -> _Answer | None:
+    """The shared answer (or request in flight) for `key`, if it started within the staleness bound."""
+    answer = state.answers.get(key)
+    return answer if answer is not None and now - answer.started <= SETTINGS.max_staleness else None
+
+
 def _arrived(state: _LoopState, key: tuple[str, str, str], now: float) -> Any:
     """A shared answer that has arrived, is fresh and is not an error; else None (ask `_ask`)."""
-    answer = state.answers.get(key)
-    if answer is None or now - answer.started > SETTINGS.max_staleness:
+    answer = _fresh(state, key, now)
+    if answer is None:
         return None
     future = answer.future
     if not future.done() or future.cancelled() or future.exception() is not None:
