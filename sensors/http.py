@@ -41,8 +41,9 @@ ALLOW_HOSTS_ENV = "SENSOR_CONNECTOR_HTTP_ALLOW_HOSTS"
 #: The most of a body that is read (for body_regex, json_pointer and the `body` output).
 MAX_BODY_BYTES = 1 << 20
 MAX_REDIRECTS = 5
-#: The module that speaks aiohttp, imported by the first poke.
-CLIENT = "sensors.http_client"
+#: The module that speaks aiohttp, imported by the first poke: this package's own, under whatever
+#: name the package is installed (`sensors` here, `flytekitplugins.sensor_connector` in the plugin wheel).
+CLIENT = f"{__package__}.http_client"
 
 _METADATA_HOSTS = {
     "metadata.google.internal",
