@@ -33,6 +33,7 @@ from urllib.parse import quote
 
 import fsspec
 from fsspec.core import split_protocol
+from fsspec.registry import known_implementations, registry
 
 from . import lazy
 from .base import Link, PermanentError, SensorError, TransientError
@@ -185,6 +186,11 @@ def _prepare_s3() -> Callable[[], dict[str, Any]]:
     return options
 
 
+def _known(protocol: str) -> bool:
+    """True when fsspec has an implementation registered or known for `protocol` (imported or not)."""
+    return protocol in registry or protocol in known_implementations
+
+
 def _import_future(protocol: str) -> concurrent.futures.Future[type[fsspec.AbstractFileSystem]]:
     return lazy.once(f"fsspec:{protocol}", lambda: _load_class(protocol))
 
@@ -215,6 +221,8 @@ async def _filesystem_class(url: str, protocol: str, budget: float | None) -> ty
     cls = _classes.get(protocol)
     if cls is not None:
         return cls
+    if not _known(protocol):  # a made-up protocol starts no import (and leaves nothing behind)
+        raise PermanentError(f"{url}: unknown protocol {protocol!r}.")
     try:
         async with asyncio.timeout(budget):
             return await asyncio.wrap_future(_import_future(protocol))

@@ -115,3 +115,14 @@ def test_a_missing_package_is_found_without_importing_and_says_what_to_install()
     assert registry.unavailable == {"SqlSensor": "SqlSensor needs SQLAlchemy; install it."}
     assert "no_such_pkg_zz" not in sys.modules
     assert lazy.installed("sqlalchemy") and not lazy.installed("no_such_pkg_zz")
+
+
+async def test_a_made_up_protocol_fails_without_starting_an_import() -> None:
+    from sensors import fs
+    from sensors.base import PermanentError
+
+    before = dict(lazy._imports)
+    for n in range(3):
+        with pytest.raises(PermanentError, match=f"unknown protocol 'zz{n}'"):
+            await fs.info(f"zz{n}://bucket/key")
+    assert lazy._imports == before
