@@ -184,26 +184,31 @@ class Codec:
         if not hmac.compare_digest(self._mac(key.secret, key.key_id, signed.payload), signed.mac):
             raise InvalidResourceMeta("resource_meta signature does not verify: it was altered or forged.")
         # Verified: from here on the bytes are our own.
-        msg = pb.SensorState()
         try:
-            msg.ParseFromString(signed.payload)
-            config = _AllowListUnpickler(msg.config_pickle, self._allowed).load()
-            policy = _policy_from_pb(msg.policy) if msg.HasField("policy") else DEFAULT_POLICY
-        except (DecodeError, pickle.UnpicklingError, EOFError, ValueError) as exc:
+            return _read_state(signed.payload, self._allowed)
+        except Exception as exc:  # verified bytes this version cannot read: the task, not a request, fails
             raise InvalidResourceMeta(
                 f"resource_meta is signed but unreadable by this version: {str(exc)[:200]}"
             ) from None
-        e = msg.execution
-        return SensorState(
-            category=TaskCategory(msg.category_name, msg.category_version),
-            sensor=msg.sensor,
-            config=config,
-            inputs={name: _from_value(v) for name, v in msg.inputs.items()},
-            created_at=_EPOCH + dt.timedelta(milliseconds=msg.created_unix_ms),
-            outputs=tuple(msg.outputs),
-            policy=policy,
-            execution=Execution(e.project, e.domain, e.name, e.node_id, e.retry_attempt, e.task_name),
-        )
+
+
+def _read_state(payload: bytes, allowed: Mapping[tuple[str, str], type[Any]]) -> SensorState:
+    """The state in a verified payload (raises whatever reading it raises)."""
+    msg = pb.SensorState()
+    msg.ParseFromString(payload)
+    config = _AllowListUnpickler(msg.config_pickle, allowed).load()
+    policy = _policy_from_pb(msg.policy) if msg.HasField("policy") else DEFAULT_POLICY
+    e = msg.execution
+    return SensorState(
+        category=TaskCategory(msg.category_name, msg.category_version),
+        sensor=msg.sensor,
+        config=config,
+        inputs={name: _from_value(v) for name, v in msg.inputs.items()},
+        created_at=_EPOCH + dt.timedelta(milliseconds=msg.created_unix_ms),
+        outputs=tuple(msg.outputs),
+        policy=policy,
+        execution=Execution(e.project, e.domain, e.name, e.node_id, e.retry_attempt, e.task_name),
+    )
 
 
 def _ms(seconds: float | None) -> int:

@@ -210,3 +210,33 @@ def _count(connector: Connector, name: str) -> float:
             if sample.name == name:
                 total += sample.value
     return total
+
+
+async def test_a_sensor_that_cannot_be_set_up_from_its_state_fails_the_task_not_the_call(
+    connector: Connector, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sensors.file import FileSensor
+
+    meta = await connector.create(file_sensor_request(str(tmp_path / "x")))
+
+    def broken(self: object, inputs: object) -> dict[str, object]:
+        raise RuntimeError("describe broke")
+
+    monkeypatch.setattr(FileSensor, "describe", broken)
+    _assert_failed(await connector.get(meta), "could not be set up (RuntimeError: describe broke)")
+
+
+async def test_verified_state_this_version_cannot_read_fails_the_task_not_the_call(
+    connector: Connector, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from connector import codec
+
+    meta = await connector.create(file_sensor_request(str(tmp_path / "x")))
+
+    def unreadable(payload: bytes, allowed: object) -> None:
+        raise TypeError("a config class changed shape")
+
+    monkeypatch.setattr(codec, "_read_state", unreadable)
+    resource = await connector.get(meta)
+    assert resource.phase == Phase.FAILED
+    assert "signed but unreadable by this version: a config class changed shape" in resource.message

@@ -18,7 +18,7 @@ from flyteidl.admin import agent_pb2
 from flyteidl.core import execution_pb2, literals_pb2, metrics_pb2, tasks_pb2
 from google.protobuf import json_format
 
-from sensors.base import ConfigError, PermanentError, PokeContext, Sensor, TransientError
+from sensors.base import ConfigError, PermanentError, PokeContext, Sensor, TransientError, short
 from sensors.policy import EVERY_GET, Policy
 from sensors.registry import SensorRegistry, UnavailableSensorError, UnknownSensorError
 
@@ -254,7 +254,15 @@ class SensorEngine(Engine):
         except (UnknownSensorError, UnavailableSensorError) as exc:
             message = f"this connector cannot run {state.sensor} any more: {exc}"
             return Unservable(Phase.FAILED, message, "sensor_unavailable")
-        task = self._build(resource_meta, state, cls(state.config))
+        try:
+            task = self._build(resource_meta, state, cls(state.config))
+        except Exception as exc:  # a sensor that cannot take its own kept config: a bug, but the task's
+            log.exception("%s cannot be set up from its resource_meta", state.sensor)
+            problem = short(f"{type(exc).__name__}: {exc}", 120)
+            message = (
+                f"this connector cannot run {state.sensor} any more: it could not be set up ({problem})."
+            )
+            return Unservable(Phase.FAILED, message, "sensor_unavailable")
         self._tasks[resource_meta] = task
         if len(self._tasks) > self.cache_entries:
             self._tasks.popitem(last=False)
