@@ -116,15 +116,14 @@ class _RequestTally:
 
 
 class _PokeTally:
-    """One sensor: poke latency bucket counts and their sum, pokes by outcome, timeouts."""
+    """One sensor: poke latency bucket counts and their sum, pokes by outcome."""
 
-    __slots__ = ("counts", "outcomes", "sum", "timeouts")
+    __slots__ = ("counts", "outcomes", "sum")
 
     def __init__(self) -> None:
         self.counts = [0] * (len(POKE_BUCKETS) + 1)
         self.sum = 0.0
         self.outcomes: dict[str, int] = {}
-        self.timeouts = 0
 
 
 class Metrics:
@@ -238,8 +237,6 @@ class Metrics:
         tally.sum += seconds
         outcomes = tally.outcomes
         outcomes[kind] = outcomes.get(kind, 0) + 1
-        if kind == "timeout":
-            tally.timeouts += 1
 
     def engine_event(self, event: str, label: str) -> None:
         """Count what the engine reports besides pokes: "rejected" (by reason) or "remembered" (by sensor)."""
@@ -316,7 +313,7 @@ class TallyCollector:
             f"{OWN_PREFIX}poke_timeouts_total",
             "Pokes that ran out of their --poke-timeout budget",
             ["sensor"],
-            [((sensor,), poke.timeouts) for sensor, poke in pokes],
+            [((sensor,), poke.outcomes.get("timeout", 0)) for sensor, poke in pokes],
         )
         events = dict(self.metrics.events).items()
         yield _counters(

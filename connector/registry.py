@@ -55,9 +55,6 @@ class EngineRegistry:
                 f"this connector does not serve task category {named}; it serves {served}."
             ) from None
 
-    def __contains__(self, category: object) -> bool:
-        return category in self._engines
-
     def __iter__(self) -> Iterator[Engine]:
         return iter(self._engines.values())
 
