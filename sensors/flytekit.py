@@ -47,7 +47,7 @@ from .base import ConfigError, PermanentError, PokeContext, PokeResult, Sensor, 
 from .file import FileSensor as CatalogFileSensor
 from .glob import GlobSensor as CatalogGlobSensor
 from .http import HttpSensor as CatalogHttpSensor
-from .policy import POLICY_FIELDS, Policy
+from .policy import POLICY_FIELDS, Policy, awaited
 from .time import TimeSensor as CatalogTimeSensor
 
 try:
@@ -263,15 +263,13 @@ class CatalogSensorTask(BaseSensor):  # type: ignore[misc]  # flytekit is untype
             met = result.met
         if met or not expired:
             return met
-        return self._at_deadline(run.created_at, inputs)
+        return self._at_deadline(inputs)
 
-    def _at_deadline(self, created_at: dt.datetime, inputs: Mapping[str, Any]) -> bool:
+    def _at_deadline(self, inputs: Mapping[str, Any]) -> bool:
         """Past the deadline and not met: raise SensorDeadlineError, or True (succeed) with soft_fail."""
         config, checked = self._prepared(inputs)
         facts = self.catalog(config).describe(checked)
-        first = next(iter(facts.items()), ("sensor", self.catalog.name))
-        awaited = first[1] if isinstance(first[1], str) else f"{first[0]} {first[1]}"
-        message = self.policy.deadline_message(created_at, str(awaited)[:200])
+        message = self.policy.deadline_message(awaited(facts, self.catalog.name))
         if not self.policy.soft_fail:
             raise SensorDeadlineError(message)
         log.warning("%s: %s", self.catalog.name, message)
@@ -307,7 +305,7 @@ class CatalogSensorTask(BaseSensor):  # type: ignore[misc]  # flytekit is untype
                     return {n: True if n == MET_OUTPUT else result.outputs[n] for n in self.output_names}
                 log.info("%s: %s", self.catalog.name, result.message)
             if expired:
-                self._at_deadline(created_at, inputs)  # raises unless soft_fail
+                self._at_deadline(inputs)  # raises unless soft_fail
                 return dict.fromkeys(self.output_names, False)
             elapsed = (now - created_at).total_seconds()
             due = policy.next_due(elapsed)

@@ -187,14 +187,32 @@ class Policy:
             facts["at_deadline"] = "succeed with met=false" if self.soft_fail else "fail"
         return facts
 
-    def deadline_message(self, created_at: dt.datetime, awaited: str) -> str:
-        """What the task says when its deadline passes."""
+    @property
+    def every_get(self) -> bool:
+        """True with neither interval nor deadline: every Get pokes and nothing is worked out."""
+        return self.poke_interval is None and self.deadline is None
+
+    def deadline_message(self, awaited: str) -> str:
+        """What the task says when its deadline passes; `awaited` as `awaited()` words it."""
         waited = human_duration(dt.timedelta(seconds=self.deadline or 0))
         verdict = "succeeding with met=false (soft_fail)" if self.soft_fail else "giving up"
         return f"waited {waited} for {awaited}; its deadline passed, {verdict}."
 
 
 DEFAULT = Policy()
+
+
+def awaited(facts: Mapping[str, Any], sensor: str) -> str:
+    """The main thing a sensor awaits, for messages: its first fact (`s3://bucket/x`, `delay 30.0`)."""
+    for key, value in facts.items():
+        if isinstance(value, str):
+            return value[:200]
+        if isinstance(value, dt.timedelta):
+            value = value.total_seconds()
+        elif isinstance(value, dt.datetime):
+            value = value.isoformat()
+        return f"{key} {value}"[:200]
+    return sensor
 
 
 def _seconds(value: Any, name: str) -> float:

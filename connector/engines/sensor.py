@@ -10,7 +10,7 @@ import time
 import types
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Generator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Any, TypeVar
 
@@ -19,7 +19,7 @@ from flyteidl.core import execution_pb2, literals_pb2, metrics_pb2, tasks_pb2
 from google.protobuf import json_format
 
 from sensors.base import ConfigError, PermanentError, PokeContext, Sensor, TransientError, short
-from sensors.policy import EVERY_GET, Policy
+from sensors.policy import EVERY_GET, Policy, awaited
 from sensors.registry import SensorRegistry, UnavailableSensorError, UnknownSensorError
 
 from .. import literals
@@ -72,8 +72,8 @@ class PokeOutcome:
     message: str
     started_at: dt.datetime
     seconds: float
-    details: Mapping[str, Any] = field(default_factory=dict)
-    outputs: Mapping[str, Any] = field(default_factory=dict)
+    details: Mapping[str, Any]
+    outputs: Mapping[str, Any]
 
     @property
     def phase(self) -> int:
@@ -87,17 +87,12 @@ class Task:
 
     state: SensorState
     sensor: Sensor[Any]
-    task_id: str
     #: Fields every log line about this task carries.
     log_extra: dict[str, Any]
     #: The response parts that do not change between Gets (console info and links), serialized.
     base: bytes
-    #: What is awaited, in a few words, for messages.
-    awaited: str
     #: What every poke of this task is told (fixed: creation time and the poke budget).
     context: PokeContext
-    #: True when the policy has neither interval nor deadline: every Get pokes, nothing is worked out.
-    every_get: bool
     #: The last answer this replica gave and the policy slot it belongs to (see sensors.policy).
     memo: tuple[int, bytes] | None = None
     #: The last poke's (kind, message, details) and its answer but for the poke time, serialized:
@@ -286,9 +281,7 @@ class SensorEngine(Engine):
         extra = {"operation": "get", "category": str(self.category), "sensor": state.sensor, "task": ident}
         extra |= state.execution.log_fields()
         context = PokeContext(created_at=state.created_at, timeout=self.poke_timeout)
-        awaited = _awaited(facts, state.sensor)
-        every_get = state.policy.poke_interval is None and state.policy.deadline is None
-        return Task(state, sensor, ident, extra, base.SerializeToString(), awaited, context, every_get)
+        return Task(state, sensor, extra, base.SerializeToString(), context)
 
     async def poke(self, task: Task, started_at: dt.datetime | None = None) -> PokeOutcome:
         """Poke once within the poke timeout and sort the outcome."""
@@ -348,7 +341,7 @@ class SensorEngine(Engine):
             return self._unservable(resource_meta, task)
         state, policy = task.state, task.state.policy
         now = self.clock()
-        if task.every_get:  # no interval, no deadline: nothing to work out
+        if policy.every_get:  # no interval, no deadline: nothing to work out
             expired, slot = False, EVERY_GET
         else:
             expired = policy.expired(state.created_at, now)
@@ -370,7 +363,8 @@ class SensorEngine(Engine):
 
     def _deadline(self, task: Task, last: PokeOutcome) -> tuple[PokeOutcome, literals_pb2.LiteralMap | None]:
         state = task.state
-        message = state.policy.deadline_message(state.created_at, task.awaited)
+        facts = task.sensor.describe(state.inputs)
+        message = state.policy.deadline_message(awaited(facts, state.sensor))
         if last.kind != "waiting":
             message = f"{message} The last poke said: {last.message}"
         if not state.policy.soft_fail:
@@ -383,7 +377,7 @@ class SensorEngine(Engine):
         outputs = None
         if MET_OUTPUT in state.outputs:
             outputs = literals.outputs_map({MET_OUTPUT: False}, {MET_OUTPUT: bool})
-        return replace(last, kind="soft_failed", message=message, outputs={}), outputs
+        return replace(last, kind="soft_failed", message=message), outputs
 
     def _unservable(self, resource_meta: bytes, task: Unservable) -> bytes:
         if self.on_event is not None:
@@ -468,7 +462,7 @@ class SensorEngine(Engine):
         """The sensor's story: what it waits for, since when, and what a poke made now finds."""
         task = self.load(resource_meta)
         outcome = await self.poke(task)
-        return sensor_report.story(task.state, task.sensor, outcome, dt.datetime.now(dt.UTC))
+        return sensor_report.story(task.state, task.sensor, outcome, self.clock())
 
     async def metrics(
         self, resource_meta: bytes, queries: Sequence[str], window: TimeWindow
@@ -485,7 +479,7 @@ class SensorEngine(Engine):
                 extra={"operation": "get_metrics", "category": str(self.category), "sensor": state.sensor},
             )
         outcome = await self.poke(task) if sensor_report.POKE_LATENCY in known else None
-        return sensor_report.results(state, outcome, known, window, dt.datetime.now(dt.UTC))
+        return sensor_report.results(state, outcome, known, window, self.clock())
 
     async def delete(self, resource_meta: bytes) -> None:
         """Nothing runs between pokes, so there is nothing to stop: OK for any resource_meta.
@@ -560,14 +554,6 @@ def _poke_time(when: dt.datetime) -> bytes:
         part.resource.custom_info.fields["last_poke"].string_value = text
         _last_second = (second, part.SerializeToString())
     return _last_second[1]
-
-
-def _awaited(facts: Mapping[str, Any], sensor: str) -> str:
-    """The main thing a sensor awaits, for messages: its first fact (`s3://bucket/x`, `delay 30`)."""
-    for key, value in facts.items():
-        text = value if isinstance(value, str) else f"{key} {_jsonable(value)}"
-        return text[:200]
-    return sensor
 
 
 def _jsonable(value: Any) -> Any:
