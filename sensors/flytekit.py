@@ -43,17 +43,14 @@ from flytekit.core.interface import Interface, transform_interface_to_typed_inte
 from flytekit.core.type_engine import TypeEngine
 from flytekit.sensor.base_sensor import BaseSensor
 
+from . import lazy
 from .base import ConfigError, PermanentError, PokeContext, PokeResult, Sensor, TransientError
 from .file import FileSensor as CatalogFileSensor
 from .glob import GlobSensor as CatalogGlobSensor
 from .http import HttpSensor as CatalogHttpSensor
 from .policy import POLICY_FIELDS, Policy, awaited
+from .sql import SqlSensor as CatalogSqlSensor
 from .time import TimeSensor as CatalogTimeSensor
-
-try:
-    from .sql import SqlSensor as CatalogSqlSensor
-except ImportError:  # the `sql` extra is not installed: SqlSensor says so when declared
-    CatalogSqlSensor = None  # type: ignore[assignment,misc]
 
 log = logging.getLogger(__name__)
 
@@ -231,6 +228,9 @@ class CatalogSensorTask(BaseSensor):  # type: ignore[misc]  # flytekit is untype
         config, checked = self._prepared(inputs)
         if created_at is None:
             created_at = self._local_run(config, checked).created_at
+        return await self._poke(config, checked, created_at)
+
+    async def _poke(self, config: Any, checked: Mapping[str, Any], created_at: dt.datetime) -> PokeResult:
         ctx = PokeContext(created_at=created_at, timeout=LOCAL_POKE_TIMEOUT)
         async with asyncio.timeout(LOCAL_POKE_TIMEOUT):
             return await self.catalog(config).poke(checked, ctx)
@@ -254,7 +254,7 @@ class CatalogSensorTask(BaseSensor):  # type: ignore[misc]  # flytekit is untype
             return False  # not due: the connector would answer its last outcome without poking
         run.slot = slot
         try:
-            result = await self.poke_once(inputs, run.created_at)
+            result = await self._poke(config, checked, run.created_at)
         except TransientError as exc:
             log.warning("%s: %s", self.catalog.name, exc)
             met = False
@@ -358,7 +358,7 @@ class SqlSensor(CatalogSensorTask):
     catalog = CatalogSqlSensor
 
     def __init__(self, name: str, config: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
-        if self.catalog is None:
+        if not lazy.installed("sqlalchemy"):  # sensors.sql imports it on the first poke only
             raise ImportError(
                 "SqlSensor needs SQLAlchemy; install flytekitplugins-sensor-connector[sql] "
                 "(or flyte-sensor-connector[sql] in a checkout)."
