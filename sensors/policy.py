@@ -10,6 +10,7 @@ local runs (`pyflyte run`) use these functions.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -104,8 +105,9 @@ class Policy:
     # the gap before poke k+1 is interval * backoff**k, capped. The closed forms below are only
     # estimates under floating point; `slot` corrects them against `start` so a boundary such as
     # exactly 30 s with 10 s doubling lands in the right slot.
+    @functools.cached_property
     def _grow_steps(self) -> float:
-        """How many gaps are shorter than the cap (math.inf without a cap or growth)."""
+        """How many gaps are shorter than the cap (math.inf without a cap or growth); worked out once."""
         interval, b, cap = self.poke_interval, self.backoff, self.max_poke_interval
         if interval is None or cap is None or b == 1.0:
             return math.inf
@@ -124,7 +126,7 @@ class Policy:
         b = self.backoff
         if b == 1.0:
             return k * interval
-        g = self._grow_steps()
+        g = self._grow_steps
         if k <= g:
             return interval * (b**k - 1) / (b - 1)
         assert self.max_poke_interval is not None  # g is finite only with a cap
@@ -142,7 +144,7 @@ class Policy:
             return EVERY_GET
         if elapsed < interval:
             return 0
-        b, g = self.backoff, self._grow_steps()
+        b, g = self.backoff, self._grow_steps
         if b == 1.0:
             k = int(elapsed // interval)
         else:
