@@ -21,6 +21,7 @@ import concurrent.futures
 import datetime as dt
 import errno
 import fnmatch
+import logging
 import os
 import stat
 import time
@@ -28,7 +29,7 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import quote
 
 import fsspec
@@ -36,9 +37,10 @@ from fsspec.core import split_protocol
 from fsspec.registry import known_implementations, registry
 
 from . import lazy
-from .base import Link, PermanentError, SensorError, TransientError
+from .base import Link, PermanentError, SensorError, TransientError, short
 
-T = TypeVar("T")
+log = logging.getLogger(__name__)
+
 
 #: The package to install for each protocol whose implementation is an optional extra.
 EXTRAS = {
@@ -176,6 +178,7 @@ def _prepare_s3() -> Callable[[], dict[str, Any]]:
         for data in ("partitions", "endpoints", "sdk-default-configuration", "_retry"):
             loader.load_data(data)
     except Exception:  # an optimisation only: s3fs makes its own session as usual
+        log.debug("S3 service model not preloaded; each S3 client reads its own", exc_info=True)
         return dict
 
     def options() -> dict[str, Any]:
@@ -421,12 +424,6 @@ async def resolve(url: str, budget: float | None = None) -> Target:
     return target
 
 
-async def filesystem(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
-    """The shared filesystem for `url` and the path within it; PermanentError when it has none."""
-    target = await resolve(url)
-    return target.fs, target.path
-
-
 async def call(fs: fsspec.AbstractFileSystem, method: str, *args: Any, **kwargs: Any) -> Any:
     """Call filesystem `method`: its async form when the filesystem is async, else in a thread."""
     if getattr(fs, "asynchronous", False):
@@ -533,8 +530,7 @@ def _transient_detail(exc: BaseException) -> str | None:
     """A short account of a failure worth remembering to explain a later timeout."""
     if isinstance(exc, FileNotFoundError | PermissionError):
         return None
-    detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    return detail if len(detail) <= 120 else detail[:117] + "..."
+    return short(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__, 120)
 
 
 async def _ask(

@@ -153,7 +153,7 @@ async def test_filesystem_instances_are_reused_across_pokes(connector: Connector
     metas = [await connector.create(file_sensor_request(f"s3://{s3.bucket}/k{i}")) for i in range(3)]
     for meta in metas:
         await connector.get(meta)
-    first = (await fs.filesystem(f"s3://{s3.bucket}/k0"))[0]
+    first = (await fs.resolve(f"s3://{s3.bucket}/k0")).fs
     for meta in metas:
         await connector.get(meta)
-    assert (await fs.filesystem(f"s3://{s3.bucket}/k1"))[0] is first
+    assert (await fs.resolve(f"s3://{s3.bucket}/k1")).fs is first
