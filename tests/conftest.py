@@ -193,6 +193,57 @@ def s3(s3_server: str, monkeypatch: pytest.MonkeyPatch) -> S3:
     return store
 
 
+class SilentStore:
+    """A TCP endpoint that accepts connections and never answers: an object store that hangs."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.endpoint = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.accepted = 0
+        self._changed = threading.Condition()
+        self._held: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def aws_env(self) -> dict[str, str]:
+        """The environment that points a child connector's S3 client at this endpoint (dummy credentials)."""
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_ACCESS_KEY_ID": "x",
+            "AWS_SECRET_ACCESS_KEY": "x",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            with self._changed:
+                self._held.append(conn)
+                self.accepted += 1
+                self._changed.notify_all()
+
+    def wait_for(self, count: int, timeout: float = 10) -> bool:
+        """Whether `count` connections have been accepted within `timeout` seconds."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self.accepted >= count, timeout)
+
+    def close(self) -> None:
+        self.listener.close()
+        for conn in self._held:
+            conn.close()
+
+
+@pytest.fixture
+def silent_store() -> Iterator[SilentStore]:
+    """A hanging object store for the length of a test."""
+    store = SilentStore()
+    yield store
+    store.close()
+
+
 @dataclass
 class Process:
     """A `sensor-connector serve` child process."""
