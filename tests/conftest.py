@@ -308,14 +308,19 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """GET /metrics from the real endpoint: {(sample name, sorted labels): value}."""
+def metric_families(port: int) -> dict[str, Any]:
+    """GET /metrics from the real endpoint, parsed: {family name: family}."""
     from prometheus_client.parser import text_string_to_metric_families
 
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
         text = response.read().decode()
+    return {f.name: f for f in text_string_to_metric_families(text)}
+
+
+def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """GET /metrics from the real endpoint: {(sample name, sorted labels): value}."""
     return {
         (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text)
+        for family in metric_families(port).values()
         for sample in family.samples
     }

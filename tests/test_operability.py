@@ -21,7 +21,16 @@ from connector.logs import TextFormatter
 from connector.registry import TaskCategory
 from sensors import fs
 
-from .conftest import SENSOR, Connector, file_sensor_request, free_port, read_json_lines, scrape, spawn
+from .conftest import (
+    SENSOR,
+    Connector,
+    file_sensor_request,
+    free_port,
+    metric_families,
+    read_json_lines,
+    scrape,
+    spawn,
+)
 
 Phase = execution_pb2.TaskExecution.Phase
 
@@ -215,17 +224,6 @@ async def test_prometheus_endpoint_counts_a_lifecycle_exactly(make_connector: An
     assert value(pokes, sensor="FileSensor", outcome="met") == 1
     assert value("flyte_sensor_connector_poke_latency_seconds_count", sensor="FileSensor") == 2
     assert value("flyte_sensor_connector_poke_timeouts_total", sensor="FileSensor") == 0
-
-
-def metric_families(port: int) -> dict[str, Any]:
-    """GET /metrics from the real endpoint, parsed: {family name: family}."""
-    import urllib.request
-
-    from prometheus_client.parser import text_string_to_metric_families
-
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
-        text = response.read().decode()
-    return {f.name: f for f in text_string_to_metric_families(text)}
 
 
 async def test_prometheus_endpoint_has_the_conventional_series_once_each(
