@@ -3,6 +3,7 @@ and a real S3-compatible server (moto in server mode) on loopback."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import re
@@ -16,7 +17,7 @@ import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import grpc
 import pytest
@@ -26,7 +27,11 @@ from flyteidl.service import agent_pb2_grpc
 from google.protobuf import json_format
 
 from connector.config import Config
+from connector.engines.sensor import SensorEngine
+from connector.registry import TaskCategory
 from connector.server import Server
+
+from .countingfs import counting_filesystem
 
 VECTORS = Path(__file__).resolve().parent / "vectors"
 ROOT = Path(__file__).resolve().parent.parent
@@ -94,6 +99,30 @@ class Connector:
             agent_pb2.GetTaskRequest(task_category=SENSOR, resource_meta=meta), timeout=10
         )
         return response.resource
+
+
+class Clock:
+    """A sensor engine's clock, moved by the test."""
+
+    def __init__(self, start: dt.datetime) -> None:
+        self.now = start
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += dt.timedelta(seconds=seconds)
+
+
+def engine_of(server: Server) -> SensorEngine:
+    """The server's sensor engine (task category sensor v0)."""
+    return cast(SensorEngine, server.engines.engine_for(TaskCategory("sensor", 0)))
+
+
+@pytest.fixture
+def calls() -> Iterator[list[tuple[str, str]]]:
+    """Every call the sensors make to the store, through the counting filesystem `countfs://`."""
+    yield from counting_filesystem()
 
 
 @pytest.fixture

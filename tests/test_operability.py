@@ -18,12 +18,13 @@ from flyteidl.core import execution_pb2
 from google.protobuf import duration_pb2, json_format, timestamp_pb2
 
 from connector.logs import TextFormatter
-from connector.registry import TaskCategory
 from sensors import fs
 
 from .conftest import (
     SENSOR,
+    Clock,
     Connector,
+    engine_of,
     file_sensor_request,
     free_port,
     metric_families,
@@ -424,14 +425,12 @@ async def test_every_get_fills_the_console_view_with_custom_info_and_store_links
 async def test_the_same_finding_is_answered_alike_but_for_its_poke_time_and_a_new_one_shows(
     connector: Connector, tmp_path: Path
 ) -> None:
-    engine = connector.server.engines.engine_for(TaskCategory("sensor", 0))
-    start = dt.datetime(2026, 11, 25, 9, 0, 0, 400_000, tzinfo=dt.UTC)
-    now = [start]
-    engine.clock = lambda: now[0]  # type: ignore[attr-defined]
+    clock = Clock(dt.datetime(2026, 11, 25, 9, 0, 0, 400_000, tzinfo=dt.UTC))
+    engine_of(connector.server).clock = clock
     target = tmp_path / "data.csv"
     meta = await connector.create(file_sensor_request(str(target)))
     first = json_format.MessageToDict(await connector.get(meta))
-    now[0] = start + dt.timedelta(seconds=7)
+    clock.advance(7)
     second = json_format.MessageToDict(await connector.get(meta))
     assert first["customInfo"].pop("last_poke") == "2026-11-25T09:00:00+00:00"
     assert second["customInfo"].pop("last_poke") == "2026-11-25T09:00:07+00:00"
