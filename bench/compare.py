@@ -50,15 +50,15 @@ FLOOR, FLYTEKIT, OURS = "floor (empty grpc.aio)", "flytekit connector", "flyte-s
 @dataclass
 class Server:
     name: str
-    command: Callable[[int, str], list[str]]
+    command: Callable[[int], list[str]]
 
 
 def servers(state_dir: str) -> list[Server]:
     return [
-        Server(FLOOR, lambda port, _: [sys.executable, str(HERE / "floor.py"), "--port", str(port)]),
+        Server(FLOOR, lambda port: [sys.executable, str(HERE / "floor.py"), "--port", str(port)]),
         Server(
             FLYTEKIT,
-            lambda port, _: [
+            lambda port: [
                 str(BIN / "pyflyte"),
                 "serve",
                 "connector",
@@ -70,7 +70,7 @@ def servers(state_dir: str) -> list[Server]:
         ),
         Server(
             OURS,
-            lambda port, _: [
+            lambda port: [
                 str(BIN / "sensor-connector"),
                 "serve",
                 "--host",
@@ -98,7 +98,7 @@ class Running:
     rss_idle_mib: float
 
 
-def start(server: Server, args: argparse.Namespace, tmp: str) -> Running:
+def start(server: Server, args: argparse.Namespace) -> Running:
     """Start `server` `--starts` times (start-up time, idle RSS: medians); the last start keeps running."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     starts, idle = [], []
@@ -106,7 +106,7 @@ def start(server: Server, args: argparse.Namespace, tmp: str) -> Running:
         port = free_port()
         t0 = time.monotonic()
         proc = subprocess.Popen(
-            server.command(port, f"{tmp}/state"),
+            server.command(port),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             env=env,
@@ -230,7 +230,7 @@ def main() -> int:
             for server in servers(f"{tmp}/state"):
                 if server.name in wanted:
                     print(f"starting {server.name} …", file=sys.stderr, flush=True)
-                    running[server.name] = start(server, args, tmp)
+                    running[server.name] = start(server, args)
             print(f"loading {len(running)} servers in {args.rounds} rounds …", file=sys.stderr, flush=True)
             results = load(running, args, tmp)
         finally:
