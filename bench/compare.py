@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -40,62 +39,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import grpc
-from flyteidl.service import agent_pb2
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from common import free_port, rss_mib, wait_serving
 
 HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
-#: A service every server with health checks reports: flytekit's sets no overall ("") status.
-HEALTH_SERVICE = agent_pb2.DESCRIPTOR.services_by_name["AsyncAgentService"].full_name
 
 FLOOR, FLYTEKIT, OURS = "floor (empty grpc.aio)", "flytekit connector", "flyte-sensor-connector"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def wait_serving(port: int, proc: subprocess.Popen[bytes], deadline: float) -> None:
-    """Until health says SERVING, or the server answers at all (UNIMPLEMENTED: no health service)."""
-    request = health_pb2.HealthCheckRequest(service=HEALTH_SERVICE)
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the server exited with {proc.returncode} before serving")
-        # A fresh channel per attempt: a channel that failed to connect backs off for a second.
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-            try:
-                reply = health_pb2_grpc.HealthStub(channel).Check(request, timeout=0.5)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.RpcError as exc:
-                if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
-                    return
-        time.sleep(0.005)  # polling a child process's readiness, not synchronising a test
-    raise RuntimeError(f"the server on port {port} did not serve in time")
 
 
 @dataclass
 class Server:
     name: str
-    command: Callable[[int, str], list[str]]
+    command: Callable[[int], list[str]]
 
 
 def servers(state_dir: str) -> list[Server]:
     return [
-        Server(FLOOR, lambda port, _: [sys.executable, str(HERE / "floor.py"), "--port", str(port)]),
+        Server(FLOOR, lambda port: [sys.executable, str(HERE / "floor.py"), "--port", str(port)]),
         Server(
             FLYTEKIT,
-            lambda port, _: [
+            lambda port: [
                 str(BIN / "pyflyte"),
                 "serve",
                 "connector",
@@ -107,7 +70,7 @@ def servers(state_dir: str) -> list[Server]:
         ),
         Server(
             OURS,
-            lambda port, _: [
+            lambda port: [
                 str(BIN / "sensor-connector"),
                 "serve",
                 "--host",
@@ -135,7 +98,7 @@ class Running:
     rss_idle_mib: float
 
 
-def start(server: Server, args: argparse.Namespace, tmp: str) -> Running:
+def start(server: Server, args: argparse.Namespace) -> Running:
     """Start `server` `--starts` times (start-up time, idle RSS: medians); the last start keeps running."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     starts, idle = [], []
@@ -143,7 +106,7 @@ def start(server: Server, args: argparse.Namespace, tmp: str) -> Running:
         port = free_port()
         t0 = time.monotonic()
         proc = subprocess.Popen(
-            server.command(port, f"{tmp}/state"),
+            server.command(port),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             env=env,
@@ -267,7 +230,7 @@ def main() -> int:
             for server in servers(f"{tmp}/state"):
                 if server.name in wanted:
                     print(f"starting {server.name} …", file=sys.stderr, flush=True)
-                    running[server.name] = start(server, args, tmp)
+                    running[server.name] = start(server, args)
             print(f"loading {len(running)} servers in {args.rounds} rounds …", file=sys.stderr, flush=True)
             results = load(running, args, tmp)
         finally:

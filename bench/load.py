@@ -16,42 +16,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import grpc
+from common import cpu_seconds, create_request, file_sensor_template, rss_mib
 from flyteidl.admin import agent_pb2
-from flyteidl.core import literals_pb2, tasks_pb2
 from flyteidl.service import agent_pb2_grpc
-from google.protobuf import json_format
-
-TEMPLATE_FILE = Path(__file__).resolve().parent.parent / "tests" / "vectors" / "file_sensor.json"
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of every thread of process `pid`."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
-
-
-def rss_mib(pid: int) -> float:
-    """Resident memory of process `pid`."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def create_request(template: tasks_pb2.TaskTemplate, path: str) -> agent_pb2.CreateTaskRequest:
-    prim = literals_pb2.Primitive(string_value=path)
-    lits = literals_pb2.LiteralMap(
-        literals={"path": literals_pb2.Literal(scalar=literals_pb2.Scalar(primitive=prim))}
-    )
-    return agent_pb2.CreateTaskRequest(template=template, inputs=lits, output_prefix="/tmp/out")
 
 
 class Target:
@@ -102,8 +74,8 @@ async def drive(target: Target, count: int, concurrency: int, measured: bool) ->
 
 
 async def run(args: argparse.Namespace) -> dict[str, dict[str, float]]:
-    template = json_format.Parse(TEMPLATE_FILE.read_text(), tasks_pb2.TaskTemplate())
-    creates = [create_request(template, f"{args.dir}/missing-{i}") for i in range(args.sensors)]
+    template = file_sensor_template()
+    creates = [create_request(template, f"{args.dir}/missing-{i}", "/tmp/out") for i in range(args.sensors)]
     targets = [Target(spec) for spec in args.target]
     try:
         for target in targets:

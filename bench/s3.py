@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,42 +30,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+from common import cpu_seconds, create_request, file_sensor_template, free_port, wait_serving
 from flyteidl.admin import agent_pb2
-from flyteidl.core import literals_pb2, tasks_pb2
 from flyteidl.service import agent_pb2_grpc
-from google.protobuf import json_format
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from tests.s3proxy import CountingProxy  # noqa: E402
 
 BIN = Path(sys.executable).parent
-TEMPLATE = json_format.Parse(
-    (ROOT / "tests" / "vectors" / "file_sensor.json").read_text(), tasks_pb2.TaskTemplate()
-)
+TEMPLATE = file_sensor_template()
 BUCKET = "bench"
 CATEGORY = agent_pb2.TaskCategory(name="sensor")
 SUCCEEDED, RUNNING = 3, 2
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
-
-
-def request(path: str) -> agent_pb2.CreateTaskRequest:
-    prim = literals_pb2.Primitive(string_value=path)
-    lits = literals_pb2.LiteralMap(
-        literals={"path": literals_pb2.Literal(scalar=literals_pb2.Scalar(primitive=prim))}
-    )
-    return agent_pb2.CreateTaskRequest(template=TEMPLATE, inputs=lits, output_prefix="s3://bench/out")
 
 
 @dataclass
@@ -77,20 +53,9 @@ class Sensors:
     expected: list[int]
 
 
-async def wait_ready(port: int, deadline: float) -> None:
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-        stub = agent_pb2_grpc.AgentMetadataServiceStub(channel)
-        while time.monotonic() < deadline:
-            try:
-                await stub.ListAgents(agent_pb2.ListAgentsRequest(), timeout=1)
-                return
-            except grpc.aio.AioRpcError:
-                await asyncio.sleep(0.05)  # polling a child process's readiness
-    raise RuntimeError(f"server on {port} did not answer")
-
-
 async def create(stub: agent_pb2_grpc.AsyncAgentServiceStub, keys: list[str], present: set[str]) -> Sensors:
-    metas = [(await stub.CreateTask(request(f"s3://{BUCKET}/{k}"), timeout=10)).resource_meta for k in keys]
+    requests = [create_request(TEMPLATE, f"s3://{BUCKET}/{k}", f"s3://{BUCKET}/out") for k in keys]
+    metas = [(await stub.CreateTask(r, timeout=10)).resource_meta for r in requests]
     return Sensors(metas, [SUCCEEDED if k in present else RUNNING for k in keys])
 
 
@@ -157,7 +122,7 @@ def run(
 ) -> dict[str, float]:
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     try:
-        asyncio.run(wait_ready(port, time.monotonic() + 60))
+        wait_serving(port, proc, time.monotonic() + 60)
         return asyncio.run(measure(port, proc.pid, proxy, args))
     finally:
         proc.terminate()

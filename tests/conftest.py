@@ -3,6 +3,7 @@ and a real S3-compatible server (moto in server mode) on loopback."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import re
@@ -16,7 +17,7 @@ import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import grpc
 import pytest
@@ -26,7 +27,11 @@ from flyteidl.service import agent_pb2_grpc
 from google.protobuf import json_format
 
 from connector.config import Config
+from connector.engines.sensor import SensorEngine
+from connector.registry import TaskCategory
 from connector.server import Server
+
+from .countingfs import counting_filesystem
 
 VECTORS = Path(__file__).resolve().parent / "vectors"
 ROOT = Path(__file__).resolve().parent.parent
@@ -94,6 +99,30 @@ class Connector:
             agent_pb2.GetTaskRequest(task_category=SENSOR, resource_meta=meta), timeout=10
         )
         return response.resource
+
+
+class Clock:
+    """A sensor engine's clock, moved by the test."""
+
+    def __init__(self, start: dt.datetime) -> None:
+        self.now = start
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += dt.timedelta(seconds=seconds)
+
+
+def engine_of(server: Server) -> SensorEngine:
+    """The server's sensor engine (task category sensor v0)."""
+    return cast(SensorEngine, server.engines.engine_for(TaskCategory("sensor", 0)))
+
+
+@pytest.fixture
+def calls() -> Iterator[list[tuple[str, str]]]:
+    """Every call the sensors make to the store, through the counting filesystem `countfs://`."""
+    yield from counting_filesystem()
 
 
 @pytest.fixture
@@ -193,6 +222,57 @@ def s3(s3_server: str, monkeypatch: pytest.MonkeyPatch) -> S3:
     return store
 
 
+class SilentStore:
+    """A TCP endpoint that accepts connections and never answers: an object store that hangs."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.endpoint = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.accepted = 0
+        self._changed = threading.Condition()
+        self._held: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def aws_env(self) -> dict[str, str]:
+        """The environment that points a child connector's S3 client at this endpoint (dummy credentials)."""
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_ACCESS_KEY_ID": "x",
+            "AWS_SECRET_ACCESS_KEY": "x",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            with self._changed:
+                self._held.append(conn)
+                self.accepted += 1
+                self._changed.notify_all()
+
+    def wait_for(self, count: int, timeout: float = 10) -> bool:
+        """Whether `count` connections have been accepted within `timeout` seconds."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self.accepted >= count, timeout)
+
+    def close(self) -> None:
+        self.listener.close()
+        for conn in self._held:
+            conn.close()
+
+
+@pytest.fixture
+def silent_store() -> Iterator[SilentStore]:
+    """A hanging object store for the length of a test."""
+    store = SilentStore()
+    yield store
+    store.close()
+
+
 @dataclass
 class Process:
     """A `sensor-connector serve` child process."""
@@ -257,14 +337,19 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """GET /metrics from the real endpoint: {(sample name, sorted labels): value}."""
+def metric_families(port: int) -> dict[str, Any]:
+    """GET /metrics from the real endpoint, parsed: {family name: family}."""
     from prometheus_client.parser import text_string_to_metric_families
 
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
         text = response.read().decode()
+    return {f.name: f for f in text_string_to_metric_families(text)}
+
+
+def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """GET /metrics from the real endpoint: {(sample name, sorted labels): value}."""
     return {
         (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text)
+        for family in metric_families(port).values()
         for sample in family.samples
     }

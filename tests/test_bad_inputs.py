@@ -7,7 +7,7 @@ import pytest
 from flyteidl.admin import agent_pb2
 from flyteidl.core import tasks_pb2
 
-from .conftest import SENSOR, Connector, file_sensor_request, inputs, load_template
+from .conftest import Connector, file_sensor_request, inputs, load_template
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 
@@ -133,10 +133,6 @@ async def test_declared_output_the_sensor_does_not_produce(connector: Connector)
     request.template.interface.outputs.variables["o0"].type.simple = 3  # STRING
     code, msg = await status_of(connector.agent.CreateTask(request))
     assert code == INVALID and "declares output 'o0'" in msg
-
-
-def _get(meta: bytes) -> agent_pb2.GetTaskRequest:
-    return agent_pb2.GetTaskRequest(task_category=SENSOR, resource_meta=meta)
 
 
 async def test_oversized_request_is_resource_exhausted(connector: Connector, make_connector) -> None:

@@ -40,7 +40,9 @@ class Clock:
 
 @pytest.fixture
 def clock() -> Iterator[Clock]:
+    """fs on the test's clock for the length of a test."""
     fake = Clock()
+    fs.configure(clock=fake)
     yield fake
     fs.configure(clock=time.monotonic)
 
@@ -80,7 +82,6 @@ class Sharing:
 @pytest.fixture
 async def sharing(make_connector: Any, s3: S3, proxy: CountingProxy, clock: Clock) -> AsyncIterator[Sharing]:
     server = await make_connector(max_staleness=STALENESS, preload=["s3"], metrics_port=free_port())
-    fs.configure(clock=clock)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
         yield Sharing(Connector(server, channel), s3, proxy, clock)
 
@@ -210,7 +211,6 @@ async def test_an_outage_keeps_sensors_waiting_and_says_the_store_is_unreachable
 @pytest.fixture
 async def local(make_connector: Any, clock: Clock) -> AsyncIterator[Connector]:
     server = await make_connector(max_staleness=STALENESS)
-    fs.configure(clock=clock)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
         yield Connector(server, channel)
 

@@ -18,10 +18,20 @@ from flyteidl.core import execution_pb2
 from google.protobuf import duration_pb2, json_format, timestamp_pb2
 
 from connector.logs import TextFormatter
-from connector.registry import TaskCategory
 from sensors import fs
 
-from .conftest import SENSOR, Connector, file_sensor_request, free_port, read_json_lines, scrape, spawn
+from .conftest import (
+    SENSOR,
+    Clock,
+    Connector,
+    engine_of,
+    file_sensor_request,
+    free_port,
+    metric_families,
+    read_json_lines,
+    scrape,
+    spawn,
+)
 
 Phase = execution_pb2.TaskExecution.Phase
 
@@ -215,17 +225,6 @@ async def test_prometheus_endpoint_counts_a_lifecycle_exactly(make_connector: An
     assert value(pokes, sensor="FileSensor", outcome="met") == 1
     assert value("flyte_sensor_connector_poke_latency_seconds_count", sensor="FileSensor") == 2
     assert value("flyte_sensor_connector_poke_timeouts_total", sensor="FileSensor") == 0
-
-
-def metric_families(port: int) -> dict[str, Any]:
-    """GET /metrics from the real endpoint, parsed: {family name: family}."""
-    import urllib.request
-
-    from prometheus_client.parser import text_string_to_metric_families
-
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
-        text = response.read().decode()
-    return {f.name: f for f in text_string_to_metric_families(text)}
 
 
 async def test_prometheus_endpoint_has_the_conventional_series_once_each(
@@ -426,14 +425,12 @@ async def test_every_get_fills_the_console_view_with_custom_info_and_store_links
 async def test_the_same_finding_is_answered_alike_but_for_its_poke_time_and_a_new_one_shows(
     connector: Connector, tmp_path: Path
 ) -> None:
-    engine = connector.server.engines.engine_for(TaskCategory("sensor", 0))
-    start = dt.datetime(2026, 11, 25, 9, 0, 0, 400_000, tzinfo=dt.UTC)
-    now = [start]
-    engine.clock = lambda: now[0]  # type: ignore[attr-defined]
+    clock = Clock(dt.datetime(2026, 11, 25, 9, 0, 0, 400_000, tzinfo=dt.UTC))
+    engine_of(connector.server).clock = clock
     target = tmp_path / "data.csv"
     meta = await connector.create(file_sensor_request(str(target)))
     first = json_format.MessageToDict(await connector.get(meta))
-    now[0] = start + dt.timedelta(seconds=7)
+    clock.advance(7)
     second = json_format.MessageToDict(await connector.get(meta))
     assert first["customInfo"].pop("last_poke") == "2026-11-25T09:00:00+00:00"
     assert second["customInfo"].pop("last_poke") == "2026-11-25T09:00:07+00:00"

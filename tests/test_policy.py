@@ -7,7 +7,7 @@ import datetime as dt
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import grpc
 import grpc.aio
@@ -17,17 +17,13 @@ from flyteidl.core import execution_pb2, tasks_pb2
 from flytekit.sensor import FileSensor as StockFileSensor
 from google.protobuf import json_format
 
-from connector.engines.sensor import SensorEngine
-from connector.registry import TaskCategory
-from connector.server import Server
 from sensors import http
 from sensors.base import ConfigError
 from sensors.flytekit import FileSensor, GlobSensor, HttpSensor, SqlSensor, TimeSensor, sensor_policy
 from sensors.policy import Policy
 
 from .catalog import expect_rejected, request_for, template_of
-from .conftest import Connector
-from .countingfs import counting_filesystem
+from .conftest import Clock, Connector, engine_of
 from .httpserver import Answer, HttpServer, serve
 
 Phase = execution_pb2.TaskExecution.Phase
@@ -109,35 +105,12 @@ def test_bad_policies_fail_at_declaration_with_one_sentence(fields: dict[str, An
 # -- through the real connector --------------------------------------------------------------------
 
 
-class Clock:
-    """The engine's clock, moved by the test."""
-
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += dt.timedelta(seconds=seconds)
-
-
-def engine_of(server: Server) -> SensorEngine:
-    return cast(SensorEngine, server.engines.engine_for(TaskCategory("sensor", 0)))
-
-
 @pytest.fixture
 def clock(connector: Connector) -> Clock:
     """The connector's sensor engine on a test clock."""
-    fake = Clock()
+    fake = Clock(START)
     engine_of(connector.server).clock = fake
     return fake
-
-
-@pytest.fixture
-def calls() -> Iterator[list[tuple[str, str]]]:
-    """Every call the sensors make to the store, through the counting filesystem `countfs://`."""
-    yield from counting_filesystem()
 
 
 def _one_sentence(text: str) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -22,7 +22,6 @@ from sensors.flytekit import FileSensor, GlobSensor, LocalClock
 
 from .catalog import load_example, template_of
 from .conftest import ROOT
-from .countingfs import counting_filesystem
 
 Phase = execution_pb2.TaskExecution.Phase
 
@@ -53,11 +52,6 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> FakeLocalClock:
     monkeypatch.setattr(sensors.flytekit, "local_clock", fake)
     monkeypatch.setattr(sensors.flytekit, "_local_runs", {})
     return fake
-
-
-@pytest.fixture
-def calls() -> Iterator[list[tuple[str, str]]]:
-    yield from counting_filesystem()
 
 
 def test_the_template_carries_the_policy_beside_the_sensor_config() -> None:

@@ -5,19 +5,15 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
-import pytest
 from flyteidl.admin import agent_pb2
 from flyteidl.core import execution_pb2
 from flyteidl.service import agent_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from .conftest import SENSOR, file_sensor_request, spawn
+from .conftest import SENSOR, SilentStore, file_sensor_request, spawn
 
 Phase = execution_pb2.TaskExecution.Phase
 
@@ -80,56 +76,9 @@ def test_replicas_sharing_a_key_file_from_the_environment_accept_each_others_met
     assert not (tmp_path / "a").exists(), "a key file was given, so no key may be generated"
 
 
-class SilentStore:
-    """A TCP endpoint that accepts connections and never answers: an object store that hangs."""
-
-    def __init__(self) -> None:
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.endpoint = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
-        self.accepted = 0
-        self._changed = threading.Condition()
-        self._held: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return
-            with self._changed:
-                self._held.append(conn)
-                self.accepted += 1
-                self._changed.notify_all()
-
-    def wait_for(self, count: int, timeout: float = 10) -> bool:
-        """Whether `count` connections have been accepted within `timeout` seconds."""
-        with self._changed:
-            return self._changed.wait_for(lambda: self.accepted >= count, timeout)
-
-    def close(self) -> None:
-        self.listener.close()
-        for conn in self._held:
-            conn.close()
-
-
-@pytest.fixture
-def silent_store() -> Iterator[SilentStore]:
-    """A hanging object store for the length of a test."""
-    store = SilentStore()
-    yield store
-    store.close()
-
-
 async def test_sigterm_drains_then_refuses_new_calls_and_finishes_in_flight_ones(
     key_file: Path, tmp_path: Path, silent_store: SilentStore
 ) -> None:
-    env = {
-        "AWS_ENDPOINT_URL": silent_store.endpoint,
-        "AWS_ACCESS_KEY_ID": "x",
-        "AWS_SECRET_ACCESS_KEY": "x",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }
     proc = spawn(
         "--signing-key-file",
         str(key_file),
@@ -143,7 +92,7 @@ async def test_sigterm_drains_then_refuses_new_calls_and_finishes_in_flight_ones
         "0",
         "--state-dir",
         str(tmp_path),
-        env=env,
+        env=silent_store.aws_env,
     )
     hanging = agent_pb2.GetTaskRequest(task_category=SENSOR)
     try:

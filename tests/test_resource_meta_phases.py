@@ -24,10 +24,6 @@ from .conftest import SENSOR, Connector, file_sensor_request
 Phase = execution_pb2.TaskExecution.Phase
 
 
-def _get(meta: bytes) -> agent_pb2.GetTaskRequest:
-    return agent_pb2.GetTaskRequest(task_category=SENSOR, resource_meta=meta)
-
-
 async def _delete(connector: Connector, meta: bytes) -> None:
     await connector.agent.DeleteTask(agent_pb2.DeleteTaskRequest(task_category=SENSOR, resource_meta=meta))
 

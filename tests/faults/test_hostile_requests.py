@@ -177,7 +177,7 @@ async def test_made_up_category_names_never_become_metric_labels(connector: Conn
     assert "unknown" in labels
 
 
-async def test_a_valid_request_still_works_after_all_that(connector: Connector, tmp_path: Path) -> None:
+async def test_a_valid_request_succeeds(connector: Connector, tmp_path: Path) -> None:
     (tmp_path / "ready").write_text("")
     meta = await connector.create(file_sensor_request(str(tmp_path / "ready")))
     assert (await connector.get(meta)).phase == execution_pb2.TaskExecution.SUCCEEDED

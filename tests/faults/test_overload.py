@@ -5,42 +5,26 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
-import pytest
 from flyteidl.admin import agent_pb2
 from flyteidl.core import execution_pb2
 from flyteidl.service import agent_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from ..conftest import SENSOR, file_sensor_request, free_port, scrape, spawn
-from ..test_process import SilentStore
+from ..conftest import SENSOR, SilentStore, file_sensor_request, free_port, scrape, spawn
 
 Phase = execution_pb2.TaskExecution.Phase
 BURST = 2000
 LIMIT = 100
 
 
-@pytest.fixture
-def hanging_store() -> Iterator[SilentStore]:
-    store = SilentStore()
-    yield store
-    store.close()
-
-
 async def test_a_2000_call_burst_at_100_concurrent_gets_only_answers_or_resource_exhausted(
-    key_file: Path, tmp_path: Path, hanging_store: SilentStore
+    key_file: Path, tmp_path: Path, silent_store: SilentStore
 ) -> None:
     # Every poke waits on a store that never answers, so calls stay in flight for the poke budget and the
     # burst really exceeds the limit.
-    env = {
-        "AWS_ENDPOINT_URL": hanging_store.endpoint,
-        "AWS_ACCESS_KEY_ID": "x",
-        "AWS_SECRET_ACCESS_KEY": "x",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }
     metrics_port = free_port()
     proc = spawn(
         "--signing-key-file",
@@ -53,7 +37,7 @@ async def test_a_2000_call_burst_at_100_concurrent_gets_only_answers_or_resource
         str(LIMIT),
         "--poke-timeout",
         "1",
-        env=env,
+        env=silent_store.aws_env,
     )
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{proc.port}") as channel:
