@@ -191,6 +191,8 @@ def test_the_task_image_has_no_connector_or_sensors_package(
     done = subprocess.run(
         [str(task_image["python"]), "-c", f"import {package}"],
         cwd=task_image["work"],
+        # The image's environment, not the test runner's (a PYTHONPATH there would reach this checkout).
+        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
         capture_output=True,
         text=True,
         timeout=60,
