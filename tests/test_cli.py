@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from connector.trycmd import Progress, TryOptions, UsageError, build_request, convert
+from connector.client.trycmd import Progress, TryOptions, UsageError, build_request, convert
 from sensors.registry import load_registry
 
 from .conftest import ROOT, free_port, load_template, scrape, spawn

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import pytest
 from flyteidl.core import execution_pb2
 
-from connector.engines.sensor import _resume
+from connector.engine.sensor.engine import _resume
 from sensors.base import PokeResult
 from sensors.file import FileSensor
 

@@ -17,7 +17,7 @@ from flyteidl.admin import agent_pb2
 from flyteidl.core import execution_pb2
 from google.protobuf import duration_pb2, json_format, timestamp_pb2
 
-from connector.logs import TextFormatter
+from connector.observe.logs import TextFormatter
 from sensors import fs
 
 from .conftest import (
@@ -231,7 +231,7 @@ async def test_prometheus_endpoint_has_the_conventional_series_once_each(
     make_connector: Any, tmp_path: Path
 ) -> None:
     import connector
-    from connector.metrics import REQUEST_BUCKETS
+    from connector.observe.metrics import REQUEST_BUCKETS
 
     server = await make_connector(metrics_port=free_port())
     target = tmp_path / "data.csv"
@@ -500,17 +500,19 @@ async def test_at_debug_each_running_poke_has_its_line(
     meta = await connector.create(file_sensor_request(str(tmp_path / "later")))
     with caplog.at_level(logging.DEBUG, logger="connector"):
         await connector.get(meta)
-    [line] = [r for r in caplog.records if r.name == "connector.engines.sensor"]
+    [line] = [r for r in caplog.records if r.name == "connector.engine.sensor.engine"]
     assert line.levelno == logging.DEBUG
     assert line.getMessage() == f"FileSensor RUNNING (waiting): {tmp_path / 'later'} does not exist yet."
 
 
 def test_text_logs_append_the_task_fields_after_the_message() -> None:
-    record = logging.LogRecord("connector.services", logging.INFO, __file__, 1, "created %s", ("x",), None)
+    record = logging.LogRecord(
+        "connector.wire.services", logging.INFO, __file__, 1, "created %s", ("x",), None
+    )
     record.operation, record.sensor, record.task = "create", "FileSensor", "0123456789ab"
     line = TextFormatter().format(record)
     assert line.endswith(
-        " INFO    connector.services: created x [operation=create sensor=FileSensor task=0123456789ab]"
+        " INFO    connector.wire.services: created x [operation=create sensor=FileSensor task=0123456789ab]"
     )
 
 
@@ -518,7 +520,7 @@ def test_tallied_latencies_fall_in_prometheus_le_buckets_and_sum() -> None:
     from prometheus_client import generate_latest
     from prometheus_client.parser import text_string_to_metric_families
 
-    from connector.metrics import REQUEST_BUCKETS, Metrics
+    from connector.observe.metrics import REQUEST_BUCKETS, Metrics
 
     metrics = Metrics()
     # On a bound (le is inclusive), between two bounds, and beyond the last one.

@@ -28,8 +28,9 @@ from flyteidl.service import agent_pb2_grpc
 from sensors.base import ConfigError, Sensor
 from sensors.registry import SensorRegistry, UnavailableSensorError, UnknownSensorError
 
-from . import __version__, literals
-from .engines.sensor import SENSOR_CATEGORY
+from .. import __version__
+from ..state import literals
+from ..state.category import SENSOR_CATEGORY
 
 Phase = execution_pb2.TaskExecution.Phase
 FINAL_FAILURES = (Phase.FAILED, Phase.RETRYABLE_FAILED, Phase.ABORTED)

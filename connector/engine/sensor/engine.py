@@ -22,8 +22,9 @@ from sensors.base import ConfigError, PermanentError, PokeContext, Sensor, Trans
 from sensors.policy import EVERY_GET, Policy, awaited
 from sensors.registry import SensorRegistry, UnavailableSensorError, UnknownSensorError
 
-from .. import literals
-from ..codec import (
+from ...state import literals
+from ...state.category import SENSOR_CATEGORY, TaskCategory
+from ...state.codec import (
     MAX_RESOURCE_META_BYTES,
     Codec,
     Execution,
@@ -32,16 +33,14 @@ from ..codec import (
     UnknownKey,
     task_id,
 )
+from ..base import Engine, TimeWindow
 from ..errors import FailedPrecondition, InvalidArgument, NotFound
-from ..registry import TaskCategory
-from . import sensor_report
-from .base import Engine, TimeWindow
+from . import report as sensor_report
 
 log = logging.getLogger(__name__)
 
 Phase = execution_pb2.TaskExecution.Phase
 T = TypeVar("T")
-SENSOR_CATEGORY = TaskCategory("sensor", 0)
 #: Outputs travel in the GetTask response; keep them well inside gRPC's default 4 MiB message.
 MAX_OUTPUT_BYTES = 1024 * 1024
 #: Modules whose classes may be named by their bare class name (our own authoring classes).

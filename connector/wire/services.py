@@ -13,10 +13,10 @@ import grpc
 from flyteidl.admin import agent_pb2
 from flyteidl.service import agent_pb2_grpc
 
-from .engines.base import Engine, TimeWindow
-from .errors import InvalidArgument, NotFound, RequestError, capped
-from .metrics import Metrics
-from .registry import EngineRegistry, TaskCategory, category_of
+from ..engine.base import Engine, TimeWindow
+from ..engine.errors import InvalidArgument, NotFound, RequestError, capped
+from ..engine.registry import EngineRegistry, TaskCategory, category_of
+from ..observe.metrics import Metrics
 
 log = logging.getLogger(__name__)
 

@@ -16,12 +16,12 @@ from google.protobuf import struct_pb2, timestamp_pb2
 
 from sensors.base import Sensor, human_duration
 
-from ..codec import SensorState
+from ...state.codec import SensorState
+from ..base import TimeWindow
 from ..errors import InvalidArgument
-from .base import TimeWindow
 
 if TYPE_CHECKING:
-    from .sensor import PokeOutcome  # sensor.py imports this module
+    from .engine import PokeOutcome  # sensor.py imports this module
 
 ELAPSED = "elapsed_seconds"
 POKE_LATENCY = "poke_latency_seconds"
