@@ -28,7 +28,7 @@ from google.protobuf import json_format
 
 from connector.config import Config
 from connector.engine.registry import TaskCategory
-from connector.engine.sensor.engine import SensorEngine
+from connector.engine.sensor import SensorEngine
 from connector.server import Server
 
 from .countingfs import counting_filesystem
