@@ -269,30 +269,14 @@ async def test_prometheus_endpoint_has_the_conventional_series_once_each(
     assert not [n for n, _ in samples if n.endswith("_created")]
 
 
-async def test_counting_a_request_binds_no_label_children(make_connector: Any, tmp_path: Path) -> None:
-    from prometheus_client.metrics import MetricWrapperBase
-
+async def test_every_get_and_poke_is_counted_once(make_connector: Any, tmp_path: Path) -> None:
     server = await make_connector(metrics_port=free_port())
     target = tmp_path / "data.csv"
     async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
         c = Connector(server, channel)
         meta = await c.create(file_sensor_request(str(target)))
-        assert (await c.get(meta)).phase == Phase.RUNNING  # binds the get and poke children once
-        calls = []
-        original = MetricWrapperBase.labels
-
-        def counting(self: Any, *args: Any, **kwargs: Any) -> Any:
-            calls.append(args)
-            return original(self, *args, **kwargs)
-
-        MetricWrapperBase.labels = counting  # type: ignore[method-assign]
-        try:
-            for _ in range(5):
-                assert (await c.get(meta)).phase == Phase.RUNNING
-            await c.create(file_sensor_request(str(target)))
-        finally:
-            MetricWrapperBase.labels = original  # type: ignore[method-assign]
-    assert calls == []
+        for _ in range(6):
+            assert (await c.get(meta)).phase == Phase.RUNNING
     figures = scrape(server.metrics.port)
     get = (("operation", "get"), ("task_type", "sensor"))
     assert figures[("flyte_connector_requests_success_total", get)] == 6
@@ -514,6 +498,26 @@ def test_text_logs_append_the_task_fields_after_the_message() -> None:
     assert line.endswith(
         " INFO    connector.wire.services: created x [operation=create sensor=FileSensor task=0123456789ab]"
     )
+
+
+def test_two_servers_metrics_are_apart_and_no_process_wide_setting_changes() -> None:
+    from prometheus_client import Counter, generate_latest
+
+    from connector.observe.metrics import Metrics
+
+    one, two = Metrics(), Metrics()
+    one.request_done("sensor", "get", 0.001, None)
+    success = "flyte_connector_requests_success_total"
+    labels = {"task_type": "sensor", "operation": "get"}
+    assert one.registry.get_sample_value(success, labels) == 1
+    assert two.registry.get_sample_value(success, labels) is None
+    # A counter of anyone else's in this process still has its `_created` series.
+    from prometheus_client import CollectorRegistry
+
+    theirs = CollectorRegistry()
+    Counter("someone_elses", "a counter outside the connector", registry=theirs).inc()
+    assert b"someone_elses_created" in generate_latest(theirs)
+    assert b"_created" not in generate_latest(one.registry)
 
 
 def test_tallied_latencies_fall_in_prometheus_le_buckets_and_sum() -> None:

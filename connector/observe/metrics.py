@@ -1,14 +1,20 @@
 """Prometheus metrics: flytekit's connector request metrics under their names, plus sensor pokes.
 
-Each Server owns one CollectorRegistry (not prometheus_client's global one), so several servers in
-one process (tests, a second replica) keep separate counts. That registry also gets the collectors
-prometheus_client's global registry has by default (`process_*`, `python_info`, `python_gc_*`), as
-flytekit's connector exports them, and a `flyte_sensor_connector_build_info` gauge.
+Each Server owns its Metrics, and so its own registries (not prometheus_client's global one): two
+servers in one process keep separate counts, and nothing here changes a process-wide setting. The
+exported registry also gets the collectors prometheus_client's global registry has by default
+(`process_*`, `python_info`, `python_gc_*`), as flytekit's connector exports them, and a
+`flyte_sensor_connector_build_info` gauge.
 
-The request path never calls `.labels()` nor takes a lock: requests, pokes and engine events are
-plain numbers, changed on the event loop only and read at scrape time (`TallyCollector`), so counting
-a call is a dict lookup and a few additions. Rare counts (failures, refusals) are prometheus_client
-counters with their children bound once.
+All counts are prometheus_client's own Counter and Histogram. They are declared in a registry of their
+own and exported through `WithoutCreated`, which leaves out the `<name>_created` series
+prometheus_client adds to every counter and histogram child (no dashboard or alert of flytekit's uses
+them; `disable_created_metrics()` would do the same for the whole process).
+
+The request path binds label children once per label values (`_bound`): `.labels()` measured 5 µs a
+call on the shared 2-core CI machine against 1.5 µs for a bound child's `observe()`, four times per
+GetTask. Label values are bounded: task types are capped (MAX_TASK_TYPES), sensors come from the
+catalog, operations and outcomes from the code.
 """
 
 from __future__ import annotations
@@ -16,13 +22,11 @@ from __future__ import annotations
 import logging
 import platform
 import threading
-from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import grpc
-import prometheus_client
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -33,8 +37,7 @@ from prometheus_client import (
     ProcessCollector,
     start_http_server,
 )
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
-from prometheus_client.utils import floatToGoString
+from prometheus_client.core import CounterMetricFamily, Metric
 
 from .. import __version__
 
@@ -90,77 +93,20 @@ def _dist_version(name: str) -> str:
         return "unknown"
 
 
-class _RequestTally:
-    """One (task_type, operation): latency bucket counts, their sum, successes; failures by code."""
-
-    __slots__ = ("counts", "failures", "metrics", "operation", "success", "sum", "task_type")
-
-    def __init__(self, metrics: Metrics, task_type: str, operation: str) -> None:
-        self.metrics, self.task_type, self.operation = metrics, task_type, operation
-        #: counts[i]: requests that took at most REQUEST_BUCKETS[i] (and more than the bound before);
-        #: the last one counts those beyond every bound.
-        self.counts = [0] * (len(REQUEST_BUCKETS) + 1)
-        self.sum = 0.0
-        self.success = 0
-        # Failures are rare: prometheus_client counters, bound on first use (a zero series for every
-        # code that never happened would only be noise).
-        self.failures: dict[grpc.StatusCode, Any] = {}
-
-    def failure(self, code: grpc.StatusCode) -> Any:
-        child = self.failures.get(code)
-        if child is None:
-            child = self.failures[code] = self.metrics.requests_failure.labels(
-                self.task_type, self.operation, http_code(code)
-            )
-        return child
-
-
-class _PokeTally:
-    """One sensor: poke latency bucket counts and their sum, pokes by outcome."""
-
-    __slots__ = ("counts", "outcomes", "sum")
-
-    def __init__(self) -> None:
-        self.counts = [0] * (len(POKE_BUCKETS) + 1)
-        self.sum = 0.0
-        self.outcomes: dict[str, int] = {}
-
-
 class Metrics:
-    """All metrics of one server, in its own registry."""
+    """All metrics of one server, in registries of its own."""
 
     def __init__(self) -> None:
-        # Without this every counter, histogram and summary child also exports a `<name>_created`
-        # gauge (its creation time): a second series per child that no dashboard or alert of
-        # flytekit's uses. It is process-wide in prometheus_client; this process is the connector.
-        prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
+        #: What /metrics serves: the process collectors, build info and `own` without `_created`.
         self.registry = CollectorRegistry(auto_describe=True)
+        own = CollectorRegistry(auto_describe=True)
+        self.registry.register(WithoutCreated(own))
         r = self.registry
         # What prometheus_client's default registry carries and flytekit's connector therefore exports:
         # process_* (CPU, memory, open fds, start time), python_info, python_gc_*.
         ProcessCollector(registry=r)
         PlatformCollector(registry=r)
         GCCollector(registry=r)
-        self.requests_failure = Counter(
-            f"{FLYTEKIT_PREFIX}requests_failure_total",
-            "Total number of failed requests",
-            ["task_type", "operation", "error_code"],
-            registry=r,
-        )
-        self.input_literal_bytes = Histogram(
-            f"{FLYTEKIT_PREFIX}input_literal_bytes",
-            "Size of input literal",
-            ["task_type"],
-            buckets=BYTES_BUCKETS,
-            registry=r,
-        )
-        self.refused = Counter(
-            f"{OWN_PREFIX}rpcs_refused_total",
-            "Calls refused before reaching a servicer, by reason (overload: beyond --max-concurrent-rpcs, "
-            "answered RESOURCE_EXHAUSTED; undecodable: INVALID_ARGUMENT)",
-            ["reason"],
-            registry=r,
-        )
         self.build_info = Gauge(
             f"{OWN_PREFIX}build_info",
             "Always 1; the labels name the connector's version and what it runs on",
@@ -170,24 +116,86 @@ class Metrics:
         self.build_info.labels(
             __version__, platform.python_version(), _dist_version("flyteidl"), _dist_version("grpcio")
         ).set(1)
+        request = ["task_type", "operation"]
+        self.requests_success = Counter(
+            f"{FLYTEKIT_PREFIX}requests_success", "Total number of successful requests", request, registry=own
+        )
+        self.requests_failure = Counter(
+            f"{FLYTEKIT_PREFIX}requests_failure",
+            "Total number of failed requests",
+            [*request, "error_code"],
+            registry=own,
+        )
+        # flytekit's is a Summary without quantiles (count and sum only); a histogram keeps both series
+        # and adds buckets, so p99 can be computed and aggregated across replicas.
+        self.request_latency = Histogram(
+            f"{FLYTEKIT_PREFIX}request_latency_seconds",
+            "Time spent processing connector request",
+            request,
+            buckets=REQUEST_BUCKETS,
+            registry=own,
+        )
+        self.input_literal_bytes = Histogram(
+            f"{FLYTEKIT_PREFIX}input_literal_bytes",
+            "Size of input literal",
+            ["task_type"],
+            buckets=BYTES_BUCKETS,
+            registry=own,
+        )
+        self.pokes = Counter(
+            f"{OWN_PREFIX}pokes",
+            "Sensor pokes by outcome (met, waiting, transient, timeout, failed, error)",
+            ["sensor", "outcome"],
+            registry=own,
+        )
+        self.poke_latency = Histogram(
+            f"{OWN_PREFIX}poke_latency_seconds",
+            "Time one poke took",
+            ["sensor"],
+            buckets=POKE_BUCKETS,
+            registry=own,
+        )
+        self.poke_timeouts = Counter(
+            f"{OWN_PREFIX}poke_timeouts",
+            "Pokes that ran out of their --poke-timeout budget",
+            ["sensor"],
+            registry=own,
+        )
+        self.rejected = Counter(
+            f"{OWN_PREFIX}resource_meta_rejected",
+            "GetTask calls whose resource_meta this replica could not serve, by reason (unknown_key: "
+            "signed with a key it lacks; invalid, category, sensor_unavailable: the task fails)",
+            ["reason"],
+            registry=own,
+        )
+        self.remembered = Counter(
+            f"{OWN_PREFIX}answers_remembered",
+            "GetTask calls answered from the last answer because the sensor policy said no poke was due",
+            ["sensor"],
+            registry=own,
+        )
+        self.refused = Counter(
+            f"{OWN_PREFIX}rpcs_refused",
+            "Calls refused before reaching a servicer, by reason (overload: beyond --max-concurrent-rpcs, "
+            "answered RESOURCE_EXHAUSTED; undecodable: INVALID_ARGUMENT)",
+            ["reason"],
+            registry=own,
+        )
         self._task_types: set[str] = set()
-        self._inputs: dict[str, Any] = {}
-        # The hot counts: plain numbers changed on the event loop only, exported at scrape time.
-        #: (task_type as the request said it, operation) -> its tally; bounded (see request_done).
-        self._requests: dict[tuple[str, str], _RequestTally] = {}
-        #: (task_type as exported, operation) -> its tally: what the scrape reads.
-        self.requests: dict[tuple[str, str], _RequestTally] = {}
-        #: sensor -> its tally. Sensor names come from the fixed catalog: bounded.
-        self.pokes: dict[str, _PokeTally] = {}
-        #: (event, label) -> count, for "rejected" (by reason) and "remembered" (by sensor).
-        self.events: dict[tuple[str, str], int] = {}
-        self.registry.register(TallyCollector(self))
+        #: (metric, label values) -> its bound child (see the module docstring); bounded as labels are.
+        self._children: dict[tuple[Any, tuple[str, ...]], Any] = {}
         self._http: Any = None
         self._thread: threading.Thread | None = None
         self.port = 0
 
+    def _bound(self, metric: Any, *labels: str) -> Any:
+        child = self._children.get((metric, labels))
+        if child is None:
+            child = self._children[(metric, labels)] = metric.labels(*labels)
+        return child
+
     def _task_type(self, task_type: str) -> str:
-        """`task_type`, or "other" once MAX_TASK_TYPES distinct ones have been seen."""
+        """`task_type`, or "other" past MAX_TASK_TYPES distinct ones (they come from requests)."""
         if task_type in self._task_types:
             return task_type
         if len(self._task_types) >= MAX_TASK_TYPES:
@@ -199,50 +207,28 @@ class Metrics:
         self, task_type: str, operation: str, seconds: float, code: grpc.StatusCode | None
     ) -> None:
         """Count one RPC; `code` is None on success, else the status it was answered with."""
-        tally = self._requests.get((task_type, operation))
-        if tally is None:
-            tally = self._request_tally(task_type, operation)
-        tally.counts[bisect_left(REQUEST_BUCKETS, seconds)] += 1
-        tally.sum += seconds
+        task_type = self._task_type(task_type)
+        self._bound(self.request_latency, task_type, operation).observe(seconds)
         if code is None:
-            tally.success += 1
+            self._bound(self.requests_success, task_type, operation).inc()
         else:
-            tally.failure(code).inc()
-
-    def _request_tally(self, task_type: str, operation: str) -> _RequestTally:
-        exported = (self._task_type(task_type), operation)
-        tally = self.requests.get(exported)
-        if tally is None:
-            tally = self.requests[exported] = _RequestTally(self, *exported)
-        # Task types come from requests: past the cap, unknown ones are looked up the slow way.
-        if len(self._requests) < MAX_TASK_TYPES * 8:
-            self._requests[(task_type, operation)] = tally
-        return tally
+            self._bound(self.requests_failure, task_type, operation, http_code(code)).inc()
 
     def input_bytes(self, task_type: str, size: int) -> None:
         """Record the size of one CreateTask's inputs."""
-        child = self._inputs.get(task_type)
-        if child is None:
-            child = self.input_literal_bytes.labels(self._task_type(task_type))
-            if len(self._inputs) < MAX_TASK_TYPES:
-                self._inputs[task_type] = child
-        child.observe(size)
+        self._bound(self.input_literal_bytes, self._task_type(task_type)).observe(size)
 
-    def poked(self, sensor: str, kind: str, seconds: float) -> None:
-        """Count one poke of `sensor` with outcome `kind` that took `seconds`."""
-        tally = self.pokes.get(sensor)
-        if tally is None:
-            tally = self.pokes[sensor] = _PokeTally()
-        tally.counts[bisect_left(POKE_BUCKETS, seconds)] += 1
-        tally.sum += seconds
-        outcomes = tally.outcomes
-        outcomes[kind] = outcomes.get(kind, 0) + 1
+    def poked(self, sensor: str, outcome: str, seconds: float) -> None:
+        """Count one poke of `sensor` with outcome label `outcome` that took `seconds`."""
+        self._bound(self.poke_latency, sensor).observe(seconds)
+        self._bound(self.pokes, sensor, outcome).inc()
+        timeouts = self._bound(self.poke_timeouts, sensor)  # exported at 0 until the first timeout
+        if outcome == "timeout":
+            timeouts.inc()
 
     def engine_event(self, event: str, label: str) -> None:
         """Count what the engine reports besides pokes: "rejected" (by reason) or "remembered" (by sensor)."""
-        # Labels are reasons and catalog sensor names: a small fixed set.
-        key = (event, label)
-        self.events[key] = self.events.get(key, 0) + 1
+        self._bound(self.rejected if event == "rejected" else self.remembered, label).inc()
 
     def watch_store(self, read: StoreCounts) -> None:
         """Export the object-store counters `read` returns (kept as plain counters by the sensors)."""
@@ -266,95 +252,21 @@ class Metrics:
             self._thread = None
 
 
-class TallyCollector:
-    """The request, poke and engine-event counts of `metrics`, as metric families at scrape time.
+class WithoutCreated:
+    """The families of `registry` without their `<name>_created` samples."""
 
-    They are plain numbers changed only on the event loop (no lock per call, unlike prometheus_client's
-    own metrics); a scrape, on the HTTP thread, copies each before reading it.
-    """
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
 
-    def __init__(self, metrics: Metrics) -> None:
-        self.metrics = metrics
+    def describe(self) -> list[Metric]:
+        """The families, for the exporting registry's name-collision check."""
+        return list(self.collect())
 
     def collect(self) -> Iterator[Metric]:
-        """flytekit's request families under its names, then the sensor families."""
-        requests = dict(self.metrics.requests).items()
-        # Spelled with `_total` as flytekit does; the exposition is the same either way.
-        yield _counters(
-            f"{FLYTEKIT_PREFIX}requests_success_total",
-            "Total number of successful requests",
-            ["task_type", "operation"],
-            [(key, tally.success) for key, tally in requests],
-        )
-        # flytekit's is a Summary without quantiles (count and sum only); a histogram keeps both series
-        # and adds buckets, so p99 can be computed and aggregated across replicas.
-        yield _histograms(
-            f"{FLYTEKIT_PREFIX}request_latency_seconds",
-            "Time spent processing connector request",
-            ["task_type", "operation"],
-            REQUEST_BUCKETS,
-            [(key, tally.counts, tally.sum) for key, tally in requests],
-        )
-        pokes = dict(self.metrics.pokes).items()
-        yield _counters(
-            f"{OWN_PREFIX}pokes_total",
-            "Sensor pokes by outcome (met, waiting, transient, timeout, failed, error)",
-            ["sensor", "outcome"],
-            [((sensor, kind), n) for sensor, poke in pokes for kind, n in dict(poke.outcomes).items()],
-        )
-        yield _histograms(
-            f"{OWN_PREFIX}poke_latency_seconds",
-            "Time one poke took",
-            ["sensor"],
-            POKE_BUCKETS,
-            [((sensor,), poke.counts, poke.sum) for sensor, poke in pokes],
-        )
-        yield _counters(
-            f"{OWN_PREFIX}poke_timeouts_total",
-            "Pokes that ran out of their --poke-timeout budget",
-            ["sensor"],
-            [((sensor,), poke.outcomes.get("timeout", 0)) for sensor, poke in pokes],
-        )
-        events = dict(self.metrics.events).items()
-        yield _counters(
-            f"{OWN_PREFIX}resource_meta_rejected_total",
-            "GetTask calls whose resource_meta this replica could not serve, by reason (unknown_key: "
-            "signed with a key it lacks; invalid, category, sensor_unavailable: the task fails)",
-            ["reason"],
-            [((label,), n) for (event, label), n in events if event == "rejected"],
-        )
-        yield _counters(
-            f"{OWN_PREFIX}answers_remembered_total",
-            "GetTask calls answered from the last answer because the sensor policy said no poke was due",
-            ["sensor"],
-            [((label,), n) for (event, label), n in events if event == "remembered"],
-        )
-
-
-def _histograms(
-    name: str,
-    documentation: str,
-    labels: list[str],
-    bounds: tuple[float, ...],
-    tallies: Iterable[tuple[tuple[str, ...], list[int], float]],
-) -> HistogramMetricFamily:
-    """A histogram family from (label values, per-bucket counts, sum) tallies."""
-    family = HistogramMetricFamily(name, documentation, labels=labels)
-    for values, counts, total in tallies:
-        family.add_metric(list(values), *_buckets(bounds, counts, total))
-    return family
-
-
-def _buckets(
-    bounds: tuple[float, ...], counts: list[int], total: float
-) -> tuple[list[tuple[str, float]], float]:
-    """Cumulative `le` buckets (ending with +Inf) and the sum, from per-bucket counts."""
-    snapshot = list(counts)
-    cumulative, running = [], 0
-    for bound, count in zip((*bounds, float("inf")), snapshot, strict=True):
-        running += count
-        cumulative.append((floatToGoString(bound), float(running)))  # type: ignore[no-untyped-call]
-    return cumulative, total
+        """Every family of the wrapped registry, as of now, minus `_created`."""
+        for family in self.registry.collect():
+            family.samples = [s for s in family.samples if not s.name.endswith("_created")]
+            yield family
 
 
 #: Returns (store requests by (protocol, operation), pokes answered by (protocol, source)).
