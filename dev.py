@@ -2,7 +2,8 @@
 """Set-up and entry point for developers: needs only Python >= 3.11.
 
     python3 dev.py serve [SERVE OPTIONS]   run the connector locally (:8000 gRPC, :9090 metrics)
-    python3 dev.py check                   install, then ruff, mypy and the whole test suite
+    python3 dev.py check                   install, then ruff, mypy and the whole test suite (what CI runs)
+    python3 dev.py check --fast            the same with the fast tier only: tests not marked `slow`
 
 The first call creates ./.venv and installs the project with its dev extras; later calls
 reinstall only when pyproject.toml changes.
@@ -21,6 +22,8 @@ ROOT = Path(__file__).resolve().parent
 VENV = Path(os.environ.get("SENSOR_CONNECTOR_VENV", ROOT / ".venv"))
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PY = BIN / "python"
+#: The commands `python3 dev.py` takes.
+COMMANDS = ("serve", "check", "install")
 
 
 def _ensure_venv() -> None:
@@ -46,7 +49,7 @@ def _run(*cmd: str) -> int:
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in {"serve", "check", "install"}:
+    if not argv or argv[0] not in COMMANDS:
         print(__doc__)
         return 2
     _ensure_venv()
@@ -55,6 +58,8 @@ def main(argv: list[str]) -> int:
         return 0
     if what == "serve":
         os.execv(str(BIN / "sensor-connector"), [str(BIN / "sensor-connector"), "serve", *rest])
+    if "--fast" in rest:
+        rest = [arg for arg in rest if arg != "--fast"] + ["-m", "not slow"]
     for step in (
         (str(BIN / "ruff"), "check", "."),
         (str(BIN / "ruff"), "format", "--check", "."),

@@ -11,8 +11,9 @@ from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
-from . import __version__, logs
+from . import __version__
 from .config import Config, env_name, from_env, parse_value
+from .observe import logs
 
 
 def _add_serve_options(parser: argparse.ArgumentParser) -> None:
@@ -131,7 +132,7 @@ def list_sensors(*, as_json: bool) -> int:
     """Print the catalog: a table, or JSON."""
     from sensors.registry import load_registry
 
-    from .catalog import catalog, table
+    from .client.catalog import catalog, table
 
     data = catalog(load_registry())
     print(json.dumps(data, indent=2) if as_json else table(data))
@@ -142,7 +143,7 @@ def try_sensor(args: argparse.Namespace) -> int:
     """Run `try`; usage errors exit 2 with one sentence."""
     from sensors.registry import load_registry
 
-    from .trycmd import TryOptions, UsageError, run
+    from .client.trycmd import TryOptions, UsageError, run
 
     opts = TryOptions(
         args.endpoint, args.sensor, args.inputs, args.config, args.interval, args.timeout, tls=args.tls

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from sensors.values import from_text
 
 ENV_PREFIX = "SENSOR_CONNECTOR_"
 
@@ -149,25 +153,19 @@ def env_name(name: str) -> str:
 
 
 def parse_value(f: dataclasses.Field[Any], raw: str) -> Any:
-    """A field's value from its string form (env var or CLI)."""
-    kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
-    if kind.startswith("list[str"):
-        return [p.strip() for p in raw.split(",") if p.strip()]
-    if kind.startswith("list"):
-        return [Path(p.strip()).expanduser() for p in raw.split(",") if p.strip()]
-    if kind == "int":
-        return int(raw)
-    if kind == "float":
-        return float(raw)
-    if kind.startswith("Path"):
-        return Path(raw).expanduser()
+    """A field's value from its string form (env var or CLI): its choices, else `sensors.values.from_text`."""
     choices = f.metadata.get("choices")
     if choices:
         for choice in choices:
             if raw.lower() == choice.lower():
                 return choice
         raise ValueError(f"{raw!r} is not one of {', '.join(choices)}")
-    return raw
+    return from_text(raw, _field_types()[f.name], "--" + f.name.replace("_", "-"))
+
+
+@functools.cache
+def _field_types() -> dict[str, Any]:
+    return typing.get_type_hints(Config)
 
 
 def from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:

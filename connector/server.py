@@ -15,14 +15,14 @@ from grpc_reflection.v1alpha import reflection
 from sensors import fs
 from sensors.registry import SensorRegistry, load_registry
 
-from .codec import Codec
 from .config import Config
-from .engines.sensor import SensorEngine
-from .keys import load_keyring
-from .metrics import Metrics
-from .registry import EngineRegistry
-from .rpc import Limiter, add_services
-from .services import AgentMetadataService, AsyncAgentService
+from .engine.registry import EngineRegistry
+from .engine.sensor import SensorEngine
+from .observe.metrics import Metrics
+from .state.codec import Codec
+from .state.keys import load_keyring
+from .wire.rpc import Limiter, add_services
+from .wire.services import AgentMetadataService, AsyncAgentService
 
 log = logging.getLogger(__name__)
 

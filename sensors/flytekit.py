@@ -51,6 +51,7 @@ from .http import HttpSensor as CatalogHttpSensor
 from .policy import POLICY_FIELDS, Policy, awaited
 from .sql import SqlSensor as CatalogSqlSensor
 from .time import TimeSensor as CatalogTimeSensor
+from .values import jsonable
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +123,7 @@ class SensorConfigDict:
     """The `sensor_config` of a template: the config fields the author set, as plain JSON values."""
 
     def __init__(self, values: Mapping[str, Any]) -> None:
-        self.values = {k: _jsonable(v) for k, v in values.items()}
+        self.values = {k: jsonable(v) for k, v in values.items()}
 
     def to_dict(self) -> dict[str, Any]:
         """What flytekit puts in the template's custom `sensor_config`."""
@@ -132,14 +133,6 @@ class SensorConfigDict:
     def from_dict(cls, d: Mapping[str, Any]) -> SensorConfigDict:
         """The inverse of to_dict."""
         return cls(d)
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, tuple | list):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    return value
 
 
 @functools.cache
@@ -247,12 +240,11 @@ class CatalogSensorTask(BaseSensor):  # type: ignore[misc]  # flytekit is untype
         """
         config, checked = self._prepared(inputs)
         run = self._local_run(config, checked)
-        now = local_clock.now()
-        expired = self.policy.expired(run.created_at, now)
-        slot = self.policy.slot((now - run.created_at).total_seconds())
-        if not expired and slot != -1 and slot == run.slot:
+        decision = self.policy.decide(run.created_at, local_clock.now(), run.slot)
+        if not decision.due:
             return False  # not due: the connector would answer its last outcome without poking
-        run.slot = slot
+        run.slot = decision.slot
+        expired = decision.expired
         try:
             result = await self._poke(config, checked, run.created_at)
         except TransientError as exc:
@@ -286,25 +278,29 @@ class CatalogSensorTask(BaseSensor):  # type: ignore[misc]  # flytekit is untype
     def run_locally(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
         """Poke until met, waiting as the policy says between pokes; the declared outputs' values.
 
-        The same schedule as on a cluster (`Policy.next_due` from the start of this run), with one
-        last poke at the deadline; then SensorDeadlineError, or with soft_fail `met=False`.
+        The same decision as on a cluster (`Policy.decide`; it wakes at `Policy.next_due` from the
+        start of this run), with one last poke at the deadline; then SensorDeadlineError, or with
+        soft_fail `met=False`.
         """
         from flytekit.extend.backend.base_connector import local_connector_loop
 
         policy = self.policy
         created_at = local_clock.now()
+        last_slot: int | None = None
         while True:
             now = local_clock.now()
-            expired = policy.expired(created_at, now)
-            try:
-                result = local_connector_loop.run_until_complete(self.poke_once(inputs, created_at))
-            except TransientError as exc:
-                log.warning("%s: %s", self.catalog.name, exc)
-            else:
-                if result.met:
-                    return {n: True if n == MET_OUTPUT else result.outputs[n] for n in self.output_names}
-                log.info("%s: %s", self.catalog.name, result.message)
-            if expired:
+            decision = policy.decide(created_at, now, last_slot)
+            if decision.due:
+                last_slot = decision.slot
+                try:
+                    result = local_connector_loop.run_until_complete(self.poke_once(inputs, created_at))
+                except TransientError as exc:
+                    log.warning("%s: %s", self.catalog.name, exc)
+                else:
+                    if result.met:
+                        return {n: True if n == MET_OUTPUT else result.outputs[n] for n in self.output_names}
+                    log.info("%s: %s", self.catalog.name, result.message)
+            if decision.expired:
                 self._at_deadline(inputs)  # raises unless soft_fail
                 return dict.fromkeys(self.output_names, False)
             elapsed = (now - created_at).total_seconds()

@@ -3,8 +3,9 @@
 The policy travels in a template's `sensor_config` beside the sensor's own fields and is fixed at
 CreateTask. Its schedule is a pure function of the task's creation time, so a replica needs no state
 beyond resource_meta to know whether a poke is due: due pokes happen at `created + t_k`, where the
-k-th interval is `poke_interval * backoff**k`, capped at `max_poke_interval`. Both the connector and
-local runs (`pyflyte run`) use these functions.
+k-th interval is `poke_interval * backoff**k`, capped at `max_poke_interval`. `Policy.decide` is the
+one decision "poke now or not": the connector's Get, the authoring classes' `poke_inputs` and local runs
+(`run_locally`) all call it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from .base import ConfigError, human_duration, short
 
 #: The slot of every Get when no poke_interval is set: nothing is remembered, every Get pokes.
 EVERY_GET = -1
+#: The slot once the deadline has passed: one last poke, whose answer is final.
+AFTER_DEADLINE = -2
 #: The sensor_config keys that belong to the policy rather than to the sensor.
 POLICY_FIELDS = ("poke_interval", "backoff", "max_poke_interval", "deadline", "soft_fail")
 #: Longest duration a policy field may hold (ten years): beyond it datetimes overflow, and no
@@ -27,6 +30,20 @@ POLICY_FIELDS = ("poke_interval", "backoff", "max_poke_interval", "deadline", "s
 MAX_SECONDS = 3650 * 86400.0
 #: Largest backoff factor: past it the schedule is one poke and then the cap, and floats overflow.
 MAX_BACKOFF = 100.0
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """Whether a poke is due now, whether the deadline has passed, and the schedule slot of now."""
+
+    due: bool
+    expired: bool
+    #: The slot to remember with the answer this poke gives: a later call in the same slot is not due.
+    slot: int
+
+
+#: The decision of a policy with neither interval nor deadline (made once: it is every Get's).
+_EVERY_GET = Decision(due=True, expired=False, slot=EVERY_GET)
 
 
 @dataclass(frozen=True)
@@ -165,6 +182,20 @@ class Policy:
         if self.poke_interval is None:
             return None
         return self.start(self.slot(elapsed) + 1)
+
+    def decide(self, created_at: dt.datetime, now: dt.datetime, last_slot: int | None) -> Decision:
+        """Poke now or not, for a sensor created at `created_at` whose last poke answered for `last_slot`.
+
+        Due when now is in a new slot of the schedule (always without an interval); past the deadline
+        the slot is AFTER_DEADLINE: one last poke is due, and its answer is final.
+        """
+        if self.every_get:
+            return _EVERY_GET
+        if self.expired(created_at, now):
+            slot = AFTER_DEADLINE
+        else:
+            slot = self.slot((now - created_at).total_seconds())
+        return Decision(slot == EVERY_GET or slot != last_slot, slot == AFTER_DEADLINE, slot)
 
     def expired(self, created_at: dt.datetime, now: dt.datetime) -> bool:
         """True once the deadline has passed."""

@@ -27,8 +27,8 @@ from flyteidl.service import agent_pb2_grpc
 from google.protobuf import json_format
 
 from connector.config import Config
-from connector.engines.sensor import SensorEngine
-from connector.registry import TaskCategory
+from connector.engine.registry import TaskCategory
+from connector.engine.sensor import SensorEngine
 from connector.server import Server
 
 from .countingfs import counting_filesystem

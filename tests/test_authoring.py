@@ -84,8 +84,9 @@ def test_a_permanent_error_fails_a_local_run() -> None:
         task(path="nosuchproto://bucket/key")
 
 
-def test_time_sensor_with_a_delay_runs_locally() -> None:
-    TimeSensor(name="no_wait", delay=0)()
+def test_time_sensor_with_a_delay_runs_locally_and_is_met() -> None:
+    # `met=True` declares the output that says so: the local run returns it.
+    assert TimeSensor(name="no_wait", delay=0, met=True)() is True
 
 
 # -- each example, locally and through the connector ---------------------------------------------

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import fsspec
+import pytest
 from flyteidl.core import execution_pb2
 
 from . import slowfs_gate
@@ -53,10 +54,12 @@ def backends_in(modules: set[str]) -> list[str]:
     return sorted(m for m in modules if m.split(".")[0] in BACKENDS or m.startswith(BACKENDS))
 
 
+@pytest.mark.slow
 def test_an_idle_server_has_imported_no_object_store_backend(tmp_path: Path) -> None:
     assert backends_in(idle_modules(tmp_path)) == []
 
 
+@pytest.mark.slow
 def test_preload_imports_the_named_backend_at_start(tmp_path: Path) -> None:
     loaded = backends_in(idle_modules(tmp_path, "s3"))
     assert "s3fs" in loaded and "botocore" in loaded

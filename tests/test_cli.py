@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from connector.trycmd import Progress, TryOptions, UsageError, build_request, convert
+from connector.client.trycmd import Progress, TryOptions, UsageError, build_request, convert
 from sensors.registry import load_registry
 
 from .conftest import ROOT, free_port, load_template, scrape, spawn
@@ -93,6 +93,7 @@ def requests(metrics_port: int, operation: str) -> float:
     return figures.get(key, 0.0)
 
 
+@pytest.mark.slow
 def test_sensors_prints_a_table_of_inputs_config_outputs_and_categories() -> None:
     done = cli("sensors")
     assert done.returncode == 0, done.stderr
@@ -104,6 +105,7 @@ def test_sensors_prints_a_table_of_inputs_config_outputs_and_categories() -> Non
     assert any(r.startswith("FileSensor: Waits until a file") for r in rows)
 
 
+@pytest.mark.slow
 def test_sensors_json_is_for_scripts() -> None:
     done = cli("sensors", "--json")
     assert done.returncode == 0, done.stderr
@@ -140,6 +142,7 @@ def test_try_converts_strings_to_the_declared_types() -> None:
         convert("ten", int, "input 'n'")
 
 
+@pytest.mark.slow
 def test_try_sees_running_then_succeeded_and_exits_0(server: Served, tmp_path: Path) -> None:
     target = tmp_path / "landing" / "data.csv"
     run = Running(f"127.0.0.1:{server.port}", "FileSensor", "--input", f"path={target}", "--interval", "0.2")
@@ -152,6 +155,7 @@ def test_try_sees_running_then_succeeded_and_exits_0(server: Served, tmp_path: P
     assert requests(server.metrics_port, "delete") == 0
 
 
+@pytest.mark.slow
 def test_try_ctrl_c_sends_delete_and_exits_130(server: Served, tmp_path: Path) -> None:
     run = Running(
         f"127.0.0.1:{server.port}", "FileSensor", "-i", f"path={tmp_path / 'never'}", "--interval", "0.2"
@@ -164,6 +168,7 @@ def test_try_ctrl_c_sends_delete_and_exits_130(server: Served, tmp_path: Path) -
     assert requests(server.metrics_port, "delete") == 1
 
 
+@pytest.mark.slow
 def test_try_timeout_sends_delete_and_exits_1(server: Served, tmp_path: Path) -> None:
     args = ("-i", f"path={tmp_path / 'never'}", "--interval", "0.1", "--timeout", "0.5")
     run = Running(f"127.0.0.1:{server.port}", "FileSensor", *args)
@@ -172,12 +177,14 @@ def test_try_timeout_sends_delete_and_exits_1(server: Served, tmp_path: Path) ->
     assert requests(server.metrics_port, "delete") == 1
 
 
+@pytest.mark.slow
 def test_try_exits_1_when_the_sensor_fails(server: Served) -> None:
     run = Running(f"127.0.0.1:{server.port}", "FileSensor", "-i", "path=nosuchproto://bucket/key")
     assert run.finish() == 1, "".join(run.lines)
     assert run.lines[-1] == "FAILED: nosuchproto://bucket/key: unknown protocol 'nosuchproto'.\n"
 
 
+@pytest.mark.slow
 def test_try_says_clearly_when_no_connector_answers() -> None:
     done = cli("try", f"127.0.0.1:{free_port()}", "FileSensor", "-i", "path=/x")
     assert done.returncode == 1
@@ -185,6 +192,7 @@ def test_try_says_clearly_when_no_connector_answers() -> None:
     assert done.stdout == ""
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -205,6 +213,7 @@ def test_try_usage_errors_exit_2_with_one_sentence(args: list[str], message: str
     assert done.stderr == f"sensor-connector try: {message}\n"
 
 
+@pytest.mark.slow
 def test_try_rejected_by_the_connector_exits_2(server: Served) -> None:
     done = cli("try", f"127.0.0.1:{server.port}", "NoSuchSensor", "-i", "x=1")
     assert done.returncode == 2

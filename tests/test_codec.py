@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from connector._proto.flyte_sensor_connector.v1 import resource_meta_pb2 as pb
-from connector.codec import Codec, InvalidResourceMeta, SensorState
-from connector.keys import Keyring, SigningKey, SigningKeyError, load_keyring, read_key_file
-from connector.registry import TaskCategory
+from connector.engine.registry import TaskCategory
+from connector.state._proto.flyte_sensor_connector.v1 import resource_meta_pb2 as pb
+from connector.state.codec import Codec, InvalidResourceMeta, SensorState
+from connector.state.keys import Keyring, SigningKey, SigningKeyError, load_keyring, read_key_file
 from sensors.file import FileSensorConfig
 
 KEY_A = SigningKey.from_secret(b"a" * 32)

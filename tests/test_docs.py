@@ -1,4 +1,5 @@
-"""The README stays true to the code: every option is documented with its variable and default."""
+"""The README and docs stay true to the code: options with their variables and defaults,
+commands, and the layout and request chain naming what exists."""
 
 from __future__ import annotations
 
@@ -8,29 +9,100 @@ import re
 import sys
 from pathlib import Path
 
-from connector.config import Config, env_name
+from connector.cli import build_parser
+from connector.config import Config, env_name, from_env, parse_value
 
 from .conftest import ROOT
 
 
-def test_readme_documents_every_option_with_its_variable() -> None:
-    readme = (ROOT / "README.md").read_text()
-    for f in dataclasses.fields(Config):
-        flag = "--" + f.name.replace("_", "-")
-        row = next((line for line in readme.splitlines() if line.startswith(f"| `{flag}` |")), None)
-        assert row is not None, f"README has no row for {flag}"
-        assert f"`{env_name(f.name)}`" in row
-        if f.default is None:
-            assert "| none |" in row, f"README's default for {flag} is not none"
-        elif f.default is not dataclasses.MISSING:
-            assert f"`{f.default}`" in row, f"README's default for {flag} is not {f.default}"
+def _serve_table(readme: str) -> dict[str, tuple[str, str]]:
+    """The README's `serve` options table: flag -> (environment variable, default cell)."""
+    rows = re.findall(r"^\| `(--[a-z-]+)` \| `([A-Z_]+)` \| ([^|]+) \|", readme, re.M)
+    return {flag: (env, default.strip()) for flag, env, default in rows}
+
+
+def test_readme_serve_table_is_exactly_the_config_with_its_variables_and_defaults() -> None:
+    table = _serve_table((ROOT / "README.md").read_text())
+    fields = {"--" + f.name.replace("_", "-"): f for f in dataclasses.fields(Config)}
+    assert set(table) == set(fields), (
+        f"README lacks {set(fields) - set(table)}, has extra {set(table) - set(fields)}"
+    )
+    for flag, (env, cell) in table.items():
+        f = fields[flag]
+        assert env == env_name(f.name), f"{flag}: README says {env}"
+        # The default the README shows, read as the CLI would read it, is the field's default.
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        if cell == "none":
+            assert default in (None, []), f"{flag}: README says none, the default is {default!r}"
+        elif cell.startswith("`") and cell.count("`") == 2:
+            assert parse_value(f, cell.strip("`")) == default, f"{flag}: README says {cell}, not {default!r}"
+        else:  # a computed default, described in words
+            assert f.default_factory is not dataclasses.MISSING, f"{flag}: README's default {cell!r}"
+
+
+def test_every_documented_default_is_taken_by_its_flag_and_its_variable_alike() -> None:
+    table = _serve_table((ROOT / "README.md").read_text())
+    parser = build_parser()
+    for flag, (env, cell) in table.items():
+        if not (cell.startswith("`") and cell.count("`") == 2):
+            continue
+        value = cell.strip("`")
+        name = flag.removeprefix("--").replace("-", "_")
+        from_flag = getattr(parser.parse_args(["serve", flag, value]), name)
+        assert from_flag == from_env({env: value})[name], flag
 
 
 def test_readme_commands_are_the_ones_dev_py_knows() -> None:
+    spec = importlib.util.spec_from_file_location("dev", ROOT / "dev.py")
+    assert spec is not None and spec.loader is not None
+    dev = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(dev)
+    for path in ("README.md", ".ci/run"):
+        named = set(re.findall(r"python3 dev\.py (\w+)", (ROOT / path).read_text()))
+        assert named, f"{path} names no dev.py command"
+        assert named <= set(dev.COMMANDS), f"{path} names {named - set(dev.COMMANDS)}"
+    assert "check" in re.findall(r"python3 dev\.py (\w+)", (ROOT / ".ci" / "run").read_text())
+
+
+def _layout(readme: str) -> str:
+    return readme.split("## Layout", 1)[1].split("```", 2)[1]
+
+
+def test_readme_layout_names_folders_that_exist_and_every_connector_folder() -> None:
+    named, parent = set(), ""
+    for line in _layout((ROOT / "README.md").read_text()).splitlines():
+        first = re.split(r"\s{2,}", line.strip(), maxsplit=1)[0] if line.strip() else ""
+        if not first or line.startswith(" " * 4):  # a continued description
+            continue
+        for entry in first.split(", "):
+            path = parent + entry if line.startswith("  ") else entry
+            named.add(path)
+            if not line.startswith("  "):
+                parent = entry
+    assert len(named) > 10, named
+    for path in named:
+        assert (ROOT / path).exists(), f"README's layout names {path}, which does not exist"
+    folders = {
+        p.parent.relative_to(ROOT).as_posix() + "/" for p in (ROOT / "connector").glob("*/__init__.py")
+    }
+    folders |= {
+        p.relative_to(ROOT).as_posix() for p in (ROOT / "connector").glob("*.py") if p.name != "__init__.py"
+    }
+    assert folders <= named, f"README's layout does not name {folders - named}"
+
+
+def test_the_request_chain_in_readme_and_architecture_names_real_files() -> None:
     readme = (ROOT / "README.md").read_text()
-    assert "python3 dev.py serve" in readme and "python3 dev.py check" in readme
-    ci = (ROOT / ".ci" / "run").read_text()
-    assert "python3 dev.py check" in ci
+    chain = readme.split("A request goes:", 1)[1].split("\n\n", 1)[0]
+    files = re.findall(r"`([\w/<>]+\.py)`", chain)
+    assert len(files) >= 4, chain
+    architecture = (ROOT / "docs" / "architecture.md").read_text()
+    files += re.findall(r"\b((?:connector|sensors)/[\w/]+\.py)\b", architecture)
+    for name in files:
+        if "<name>" in name:
+            continue
+        path = ROOT / name if name.startswith(("connector/", "sensors/")) else ROOT / "connector" / name
+        assert path.exists(), f"the docs name {name}, which does not exist"
 
 
 def test_the_readme_workflow_runs_locally_with_stock_flytekit(tmp_path: Path) -> None:

@@ -23,6 +23,9 @@ from .catalog import request_for
 from .conftest import ROOT
 from .httpserver import Answer, serve
 
+#: Starts processes: left out of the fast tier (`python3 dev.py check --fast`).
+pytestmark = pytest.mark.slow
+
 Phase = execution_pb2.TaskExecution.Phase
 
 

@@ -17,7 +17,7 @@ from flyteidl.admin import agent_pb2
 from flyteidl.core import execution_pb2
 from google.protobuf import duration_pb2, json_format, timestamp_pb2
 
-from connector.logs import TextFormatter
+from connector.observe.logs import TextFormatter
 from sensors import fs
 
 from .conftest import (
@@ -231,7 +231,7 @@ async def test_prometheus_endpoint_has_the_conventional_series_once_each(
     make_connector: Any, tmp_path: Path
 ) -> None:
     import connector
-    from connector.metrics import REQUEST_BUCKETS
+    from connector.observe.metrics import REQUEST_BUCKETS
 
     server = await make_connector(metrics_port=free_port())
     target = tmp_path / "data.csv"
@@ -269,30 +269,14 @@ async def test_prometheus_endpoint_has_the_conventional_series_once_each(
     assert not [n for n, _ in samples if n.endswith("_created")]
 
 
-async def test_counting_a_request_binds_no_label_children(make_connector: Any, tmp_path: Path) -> None:
-    from prometheus_client.metrics import MetricWrapperBase
-
+async def test_every_get_and_poke_is_counted_once(make_connector: Any, tmp_path: Path) -> None:
     server = await make_connector(metrics_port=free_port())
     target = tmp_path / "data.csv"
     async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
         c = Connector(server, channel)
         meta = await c.create(file_sensor_request(str(target)))
-        assert (await c.get(meta)).phase == Phase.RUNNING  # binds the get and poke children once
-        calls = []
-        original = MetricWrapperBase.labels
-
-        def counting(self: Any, *args: Any, **kwargs: Any) -> Any:
-            calls.append(args)
-            return original(self, *args, **kwargs)
-
-        MetricWrapperBase.labels = counting  # type: ignore[method-assign]
-        try:
-            for _ in range(5):
-                assert (await c.get(meta)).phase == Phase.RUNNING
-            await c.create(file_sensor_request(str(target)))
-        finally:
-            MetricWrapperBase.labels = original  # type: ignore[method-assign]
-    assert calls == []
+        for _ in range(6):
+            assert (await c.get(meta)).phase == Phase.RUNNING
     figures = scrape(server.metrics.port)
     get = (("operation", "get"), ("task_type", "sensor"))
     assert figures[("flyte_connector_requests_success_total", get)] == 6
@@ -500,25 +484,47 @@ async def test_at_debug_each_running_poke_has_its_line(
     meta = await connector.create(file_sensor_request(str(tmp_path / "later")))
     with caplog.at_level(logging.DEBUG, logger="connector"):
         await connector.get(meta)
-    [line] = [r for r in caplog.records if r.name == "connector.engines.sensor"]
+    [line] = [r for r in caplog.records if r.name == "connector.engine.sensor.engine"]
     assert line.levelno == logging.DEBUG
     assert line.getMessage() == f"FileSensor RUNNING (waiting): {tmp_path / 'later'} does not exist yet."
 
 
 def test_text_logs_append_the_task_fields_after_the_message() -> None:
-    record = logging.LogRecord("connector.services", logging.INFO, __file__, 1, "created %s", ("x",), None)
+    record = logging.LogRecord(
+        "connector.wire.services", logging.INFO, __file__, 1, "created %s", ("x",), None
+    )
     record.operation, record.sensor, record.task = "create", "FileSensor", "0123456789ab"
     line = TextFormatter().format(record)
     assert line.endswith(
-        " INFO    connector.services: created x [operation=create sensor=FileSensor task=0123456789ab]"
+        " INFO    connector.wire.services: created x [operation=create sensor=FileSensor task=0123456789ab]"
     )
+
+
+def test_two_servers_metrics_are_apart_and_no_process_wide_setting_changes() -> None:
+    from prometheus_client import Counter, generate_latest
+
+    from connector.observe.metrics import Metrics
+
+    one, two = Metrics(), Metrics()
+    one.request_done("sensor", "get", 0.001, None)
+    success = "flyte_connector_requests_success_total"
+    labels = {"task_type": "sensor", "operation": "get"}
+    assert one.registry.get_sample_value(success, labels) == 1
+    assert two.registry.get_sample_value(success, labels) is None
+    # A counter of anyone else's in this process still has its `_created` series.
+    from prometheus_client import CollectorRegistry
+
+    theirs = CollectorRegistry()
+    Counter("someone_elses", "a counter outside the connector", registry=theirs).inc()
+    assert b"someone_elses_created" in generate_latest(theirs)
+    assert b"_created" not in generate_latest(one.registry)
 
 
 def test_tallied_latencies_fall_in_prometheus_le_buckets_and_sum() -> None:
     from prometheus_client import generate_latest
     from prometheus_client.parser import text_string_to_metric_families
 
-    from connector.metrics import REQUEST_BUCKETS, Metrics
+    from connector.observe.metrics import REQUEST_BUCKETS, Metrics
 
     metrics = Metrics()
     # On a bound (le is inclusive), between two bounds, and beyond the last one.

@@ -17,6 +17,9 @@ from flyteidl.core import execution_pb2
 from .catalog import request_for, template_of
 from .conftest import ROOT, Connector
 
+#: Starts processes: left out of the fast tier (`python3 dev.py check --fast`).
+pytestmark = pytest.mark.slow
+
 Phase = execution_pb2.TaskExecution.Phase
 FIXTURE = ROOT / "tests" / "fixtures" / "plugin_pkg"
 

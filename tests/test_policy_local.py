@@ -208,3 +208,26 @@ def test_the_catalog_docs_policy_examples_declare_and_say_their_schedule() -> No
     export = scope["wait_export"]
     assert isinstance(export, GlobSensor)
     assert [export.policy.start(k) / 60 for k in range(7)] == [0, 1, 3, 7, 15, 30, 45]  # as the comment says
+
+
+def test_one_decision_says_when_a_poke_is_due_and_when_the_deadline_passed() -> None:
+    from sensors.policy import AFTER_DEADLINE, EVERY_GET, Policy
+
+    created = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+
+    def at(seconds: float) -> dt.datetime:
+        return created + dt.timedelta(seconds=seconds)
+
+    policy = Policy.parse({"poke_interval": 10, "backoff": 2, "deadline": 100})
+    first = policy.decide(created, at(0), None)
+    assert first.due and not first.expired and first.slot == 0
+    assert not policy.decide(created, at(9.9), first.slot).due  # same slot: the last answer stands
+    second = policy.decide(created, at(10), first.slot)
+    assert second.due and second.slot == 1
+    assert not policy.decide(created, at(29.9), second.slot).due  # the gap doubled to 20 s
+    assert policy.decide(created, at(30), second.slot).due
+    final = policy.decide(created, at(100), 3)
+    assert final.due and final.expired and final.slot == AFTER_DEADLINE
+    assert not policy.decide(created, at(500), final.slot).due  # the answer after the deadline is final
+    every = Policy().decide(created, at(5), EVERY_GET)
+    assert every.due and not every.expired and every.slot == EVERY_GET

@@ -8,12 +8,16 @@ import signal
 from pathlib import Path
 
 import grpc
+import pytest
 from flyteidl.admin import agent_pb2
 from flyteidl.core import execution_pb2
 from flyteidl.service import agent_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from .conftest import SENSOR, SilentStore, file_sensor_request, spawn
+
+#: Starts processes: left out of the fast tier (`python3 dev.py check --fast`).
+pytestmark = pytest.mark.slow
 
 Phase = execution_pb2.TaskExecution.Phase
 

@@ -1,10 +1,10 @@
-"""The committed generated modules are exactly what `python -m connector.protogen` produces."""
+"""The committed generated modules are exactly what `python -m connector.state.protogen` produces."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from connector import protogen
+from connector.state import protogen
 
 
 def test_generated_modules_are_up_to_date(tmp_path: Path) -> None:
@@ -12,7 +12,7 @@ def test_generated_modules_are_up_to_date(tmp_path: Path) -> None:
     assert fresh, "protoc produced nothing"
     for path in fresh:
         committed = protogen.OUT_DIR / path.relative_to(tmp_path)
-        assert committed.exists(), f"{committed} is missing: run python -m connector.protogen"
+        assert committed.exists(), f"{committed} is missing: run python -m connector.state.protogen"
         assert committed.read_text() == path.read_text(), (
-            f"{committed} is stale: run python -m connector.protogen"
+            f"{committed} is stale: run python -m connector.state.protogen"
         )

@@ -8,9 +8,9 @@ import pytest
 from flyteidl.admin import agent_pb2
 from flyteidl.core import literals_pb2
 
-from connector import literals
-from connector.errors import InvalidArgument, NotFound
-from connector.registry import EngineRegistry, TaskCategory, category_of
+from connector.engine.errors import InvalidArgument, NotFound
+from connector.engine.registry import EngineRegistry, TaskCategory, category_of
+from connector.state import literals
 from sensors.base import ConfigError, EmptyConfig, PokeResult, Sensor
 from sensors.file import FileSensor
 from sensors.registry import SensorRegistry, UnavailableSensorError, UnknownSensorError, load_registry

@@ -16,8 +16,8 @@ import pytest
 from flyteidl.admin import agent_pb2
 from flyteidl.core import execution_pb2, identifier_pb2, literals_pb2, types_pb2
 
-from connector._proto.flyte_sensor_connector.v1 import resource_meta_pb2 as pb
-from connector.codec import Codec
+from connector.state._proto.flyte_sensor_connector.v1 import resource_meta_pb2 as pb
+from connector.state.codec import Codec
 
 from .conftest import SENSOR, Connector, file_sensor_request
 
@@ -101,7 +101,7 @@ async def test_a_key_this_replica_lacks_keeps_the_task_running_without_poking(
     key_id = pb.SignedResourceMeta.FromString(meta).key_id
 
     pokes_before = _count(connector, "flyte_sensor_connector_pokes_total")
-    with caplog.at_level(logging.WARNING, logger="connector.engines.sensor"):
+    with caplog.at_level(logging.WARNING, logger="connector.engine.sensor.engine"):
         waiting = await connector.get(meta)
     # The file exists: had it been poked, the answer would be SUCCEEDED.
     assert waiting.phase == Phase.RUNNING and key_id in waiting.message
@@ -225,7 +225,7 @@ async def test_a_sensor_that_cannot_be_set_up_from_its_state_fails_the_task_not_
 async def test_verified_state_this_version_cannot_read_fails_the_task_not_the_call(
     connector: Connector, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from connector import codec
+    from connector.state import codec
 
     meta = await connector.create(file_sensor_request(str(tmp_path / "x")))
 

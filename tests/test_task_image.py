@@ -33,6 +33,9 @@ from google.protobuf import json_format
 
 from .conftest import ROOT, Connector, inputs
 
+#: Starts processes: left out of the fast tier (`python3 dev.py check --fast`).
+pytestmark = pytest.mark.slow
+
 Phase = execution_pb2.TaskExecution.Phase
 
 #: Bounds for the steps that run pip (network-free when pip's cache has the wheels).

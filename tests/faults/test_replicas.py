@@ -19,6 +19,9 @@ from flyteidl.service import agent_pb2_grpc
 from ..conftest import S3, SENSOR, Process, file_sensor_request, spawn
 from .harness import Replicas, SlowProxy, until
 
+#: Starts processes: left out of the fast tier (`python3 dev.py check --fast`).
+pytestmark = pytest.mark.slow
+
 Phase = execution_pb2.TaskExecution.Phase
 
 

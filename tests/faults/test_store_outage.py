@@ -14,6 +14,9 @@ from flyteidl.core import execution_pb2
 from ..conftest import Connector, file_sensor_request, free_port
 from .harness import MotoProcess
 
+#: Starts processes: left out of the fast tier (`python3 dev.py check --fast`).
+pytestmark = pytest.mark.slow
+
 Phase = execution_pb2.TaskExecution.Phase
 BUCKET = "outage"
 

@@ -13,10 +13,10 @@ import grpc
 from flyteidl.admin import agent_pb2
 from flyteidl.service import agent_pb2_grpc
 
-from .engines.base import Engine, TimeWindow
-from .errors import InvalidArgument, NotFound, RequestError, capped
-from .metrics import Metrics
-from .registry import EngineRegistry, TaskCategory, category_of
+from ..engine.base import Engine, TimeWindow
+from ..engine.errors import InvalidArgument, NotFound, RequestError, capped
+from ..engine.registry import EngineRegistry, TaskCategory, category_of
+from ..observe.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -102,25 +102,20 @@ class AsyncAgentService(agent_pb2_grpc.AsyncAgentServiceServicer):  # type: igno
     def __init__(self, engines: EngineRegistry, metrics: Metrics | None = None) -> None:
         self.engines = engines
         self.metrics = metrics
-        #: Served categories -> their routes, worked out once: bounded by the engines registered.
-        self._routes: dict[TaskCategory, Route] = {}
 
     def _route(self, request: Any) -> Route:
         """Where a call goes, by the category it names."""
         try:
-            category = category_of(request.task_category, request.task_type)
+            return self._route_for(category_of(request.task_category, request.task_type))
         except RequestError as exc:
             return Route(None, exc, UNKNOWN, UNKNOWN)
-        route = self._routes.get(category)
-        return route if route is not None else self._route_for(category)
 
     def _route_for(self, category: TaskCategory) -> Route:
         try:
             engine = self.engines.engine_for(category)
         except RequestError as exc:
             return Route(None, exc, UNKNOWN, UNKNOWN)
-        route = self._routes[category] = Route(engine, None, str(category), category.name)
-        return route
+        return Route(engine, None, str(category), category.name)
 
     async def CreateTask(
         self, request: agent_pb2.CreateTaskRequest, context: grpc.aio.ServicerContext
@@ -142,7 +137,7 @@ class AsyncAgentService(agent_pb2_grpc.AsyncAgentServiceServicer):  # type: igno
 
     async def GetTask(self, request: agent_pb2.GetTaskRequest, context: grpc.aio.ServicerContext) -> bytes:
         """Poke once and answer the phase: a GetTaskResponse, serialized by the engine."""
-        # The hot path: `guarded` spelled out, with no closure and no coroutine of its own.
+        # `guarded` spelled out: the hot path, with no closure and no coroutine of its own.
         route = self._route(request)
         t0 = time.perf_counter()
         try:

@@ -10,8 +10,8 @@ from typing import NamedTuple
 from flyteidl.admin import agent_pb2
 from flyteidl.core import metrics_pb2
 
-from ..errors import Unimplemented
-from ..registry import TaskCategory
+from ..state.category import TaskCategory
+from .errors import Unimplemented
 
 
 class TimeWindow(NamedTuple):
@@ -23,7 +23,7 @@ class TimeWindow(NamedTuple):
 
 
 class Engine(abc.ABC):
-    """Serves Create/Get/Delete for one task category; raises connector.errors.RequestError for bad input."""
+    """Serves Create/Get/Delete for one task category; raises errors.RequestError for a bad request."""
 
     category: TaskCategory
     #: The name ListAgents reports this engine under.

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import datetime as dt
 import itertools
 import shutil
 import signal
@@ -27,9 +26,11 @@ from flyteidl.service import agent_pb2_grpc
 
 from sensors.base import ConfigError, Sensor
 from sensors.registry import SensorRegistry, UnavailableSensorError, UnknownSensorError
+from sensors.values import from_text, jsonable
 
-from . import __version__, literals
-from .engines.sensor import SENSOR_CATEGORY
+from .. import __version__
+from ..state import literals
+from ..state.category import SENSOR_CATEGORY
 
 Phase = execution_pb2.TaskExecution.Phase
 FINAL_FAILURES = (Phase.FAILED, Phase.RETRYABLE_FAILED, Phase.ABORTED)
@@ -70,47 +71,17 @@ def pairs(items: Sequence[str], what: str) -> dict[str, str]:
 
 
 def convert(raw: str, tp: Any, what: str) -> Any:
-    """A command-line string as a value of declared type `tp`."""
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
-        if raw.lower() in ("", "none", "null") and type(None) in args:
-            return None
-        return convert(raw, next(a for a in args if a is not type(None)), what)
-    if origin in (list, tuple, Sequence):
-        item = args[0] if args else str
-        return [convert(part.strip(), item, what) for part in raw.split(",") if part.strip()]
+    """A command-line string as a value of declared type `tp` (`sensors.values.from_text`)."""
     try:
-        if tp is bool:
-            if raw.lower() in ("true", "yes", "1", "on"):
-                return True
-            if raw.lower() in ("false", "no", "0", "off"):
-                return False
-            raise ValueError(raw)
-        if tp in (int, float):
-            return tp(raw)
-        if tp is dt.datetime:
-            value = dt.datetime.fromisoformat(raw)
-            return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
-        if tp is dt.timedelta:
-            return dt.timedelta(seconds=float(raw))
-    except ValueError:
-        hint = " (seconds)" if tp is dt.timedelta else " (ISO 8601)" if tp is dt.datetime else ""
-        raise UsageError(f"{what} must be {getattr(tp, '__name__', tp)}{hint}, not {raw!r}.") from None
-    return raw
+        return from_text(raw, tp, what)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _optional_inner(tp: Any) -> Any:
     if typing.get_origin(tp) in (typing.Union, types.UnionType):
         return next(a for a in typing.get_args(tp) if a is not type(None))
     return tp
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dt.datetime):
-        return value.isoformat()
-    if isinstance(value, dt.timedelta):
-        return value.total_seconds()
-    return value
 
 
 def build_request(registry: SensorRegistry, opts: TryOptions) -> agent_pb2.CreateTaskRequest:
@@ -138,7 +109,7 @@ def build_request(registry: SensorRegistry, opts: TryOptions) -> agent_pb2.Creat
             raise UsageError(
                 f"{cls.name} config has no field {', '.join(bad)}; it takes {', '.join(fields) or 'none'}."
             )
-        config = {n: _jsonable(convert(raw, hints[n], f"config {n!r}")) for n, raw in given_config.items()}
+        config = {n: jsonable(convert(raw, hints[n], f"config {n!r}")) for n, raw in given_config.items()}
         try:
             cls.parse_config(config)
             cls.check_inputs(values)

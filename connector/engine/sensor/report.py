@@ -8,20 +8,18 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from flyteidl.admin import agent_pb2
-from flyteidl.core import metrics_pb2
+from flyteidl.core import execution_pb2, metrics_pb2
 from google.protobuf import struct_pb2, timestamp_pb2
 
 from sensors.base import Sensor, human_duration
 
-from ..codec import SensorState
+from ...state.codec import SensorState
+from ..base import TimeWindow
 from ..errors import InvalidArgument
-from .base import TimeWindow
-
-if TYPE_CHECKING:
-    from .sensor import PokeOutcome  # sensor.py imports this module
+from .poke import PokeOutcome
 
 ELAPSED = "elapsed_seconds"
 POKE_LATENCY = "poke_latency_seconds"
@@ -29,16 +27,6 @@ POKE_LATENCY = "poke_latency_seconds"
 QUERIES = (ELAPSED, POKE_LATENCY)
 #: Prometheus refuses range queries with more points per series than this; so do we.
 MAX_POINTS = 11_000
-
-_VERDICT = {
-    "met": "met",
-    "waiting": "not yet",
-    "transient": "could not tell (transient error)",
-    "timeout": "timed out",
-    "failed": "failed",
-    "error": "error in the sensor",
-}
-_PHASE = {"met": "SUCCEEDED", "failed": "FAILED"}
 
 
 def story(
@@ -59,12 +47,12 @@ def story(
                 "Details: " + ", ".join(f"{k}={_show(v)}" for k, v in outcome.details.items()),
             )
         )
-    phase = _PHASE.get(outcome.kind, "RUNNING")
+    phase = execution_pb2.TaskExecution.Phase.Name(outcome.kind.phase)
     lines.append(
         (
             outcome.started_at,
             f"Poke at {_iso(outcome.started_at)} took {outcome.seconds * 1000:.1f} ms: "
-            f"{_VERDICT.get(outcome.kind, outcome.kind)} — {outcome.message} Phase {phase}.",
+            f"{outcome.kind.verdict} — {outcome.message} Phase {phase}.",
         )
     )
     return [
@@ -95,7 +83,7 @@ def results(
             ]
             series = [{"metric": {"__name__": ELAPSED, "sensor": state.sensor}, "values": points}]
         elif query == POKE_LATENCY and outcome is not None:
-            labels = {"__name__": POKE_LATENCY, "sensor": state.sensor, "outcome": outcome.kind}
+            labels = {"__name__": POKE_LATENCY, "sensor": state.sensor, "outcome": outcome.kind.label}
             series = [{"metric": labels, "values": [(outcome.started_at, outcome.seconds)]}]
         else:
             continue

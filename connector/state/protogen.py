@@ -1,4 +1,4 @@
-"""Compile proto/ into connector/_proto with grpcio-tools: `python -m connector.protogen`.
+"""Compile proto/ into connector/state/_proto with grpcio-tools: `python -m connector.state.protogen`.
 
 The generated modules are committed; tests/test_protogen.py fails when they are stale.
 """
@@ -8,9 +8,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PROTO_DIR = ROOT / "proto"
-OUT_DIR = ROOT / "connector" / "_proto"
+OUT_DIR = ROOT / "connector" / "state" / "_proto"
 PROTOS = ("flyte_sensor_connector/v1/resource_meta.proto",)
 
 

@@ -3,24 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
+from ..state.category import TaskCategory
 from .errors import InvalidArgument, NotFound, capped
+
+__all__ = ["EngineRegistry", "TaskCategory", "category_of"]
 
 if TYPE_CHECKING:
     from flyteidl.admin import agent_pb2
 
-    from .engines.base import Engine
-
-
-class TaskCategory(NamedTuple):
-    """A task type and its version, as flyteidl's TaskCategory says them."""
-
-    name: str
-    version: int = 0
-
-    def __str__(self) -> str:
-        return f"{self.name} v{self.version}"
+    from .base import Engine
 
 
 def category_of(task_category: agent_pb2.TaskCategory | None, task_type: str) -> TaskCategory:

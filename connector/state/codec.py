@@ -23,8 +23,8 @@ from sensors.policy import DEFAULT as DEFAULT_POLICY
 from sensors.policy import Policy
 
 from ._proto.flyte_sensor_connector.v1 import resource_meta_pb2 as pb
+from .category import TaskCategory
 from .keys import KEY_ID_LENGTH, Keyring
-from .registry import TaskCategory
 
 _DOMAIN = b"fsc-rm-v1\x00"
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)

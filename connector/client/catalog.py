@@ -10,7 +10,7 @@ from typing import Any
 from sensors.base import Sensor, type_name
 from sensors.registry import SensorRegistry
 
-from .engines.sensor import SENSOR_CATEGORY
+from ..state.category import SENSOR_CATEGORY
 
 
 def field_default(f: dataclasses.Field[Any]) -> Any:

@@ -1,1 +1,0 @@
-"""Engines: one per task category, turning flyteidl requests into work and back."""
