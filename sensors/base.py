@@ -16,7 +16,10 @@ import types
 import typing
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+
+if TYPE_CHECKING:
+    from .store import Store
 
 #: Python types an input, config field or output may have. The connector converts Flyte literals
 #: to and from exactly these.
@@ -67,6 +70,8 @@ class PokeContext:
     created_at: dt.datetime
     #: The time budget of this poke in seconds; the engine enforces it, a sensor may plan with it.
     timeout: float
+    #: Files and object stores, shared by every poke of one server (local runs: `default_store()`).
+    store: Store
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from google.protobuf import json_format
 from sensors.base import ConfigError, PermanentError, PokeContext, Sensor, TransientError, short
 from sensors.policy import EVERY_GET, Policy, awaited
 from sensors.registry import SensorRegistry, UnavailableSensorError, UnknownSensorError
+from sensors.store import Store
 
 from .. import literals
 from ..codec import (
@@ -118,6 +119,7 @@ class SensorEngine(Engine):
         self,
         sensors: SensorRegistry,
         codec: Codec,
+        store: Store,
         *,
         poke_timeout: float = 5.0,
         category: TaskCategory = SENSOR_CATEGORY,
@@ -128,6 +130,8 @@ class SensorEngine(Engine):
     ) -> None:
         self.sensors = sensors
         self.codec = codec
+        #: Files and object stores, handed to every poke in its PokeContext.
+        self.store = store
         self.poke_timeout = poke_timeout
         self.category = category
         #: Called after every poke with the sensor name, outcome kind and seconds (the server counts them).
@@ -280,7 +284,7 @@ class SensorEngine(Engine):
         ident = task_id(resource_meta)
         extra = {"operation": "get", "category": str(self.category), "sensor": state.sensor, "task": ident}
         extra |= state.execution.log_fields()
-        context = PokeContext(created_at=state.created_at, timeout=self.poke_timeout)
+        context = PokeContext(created_at=state.created_at, timeout=self.poke_timeout, store=self.store)
         return Task(state, sensor, extra, base.SerializeToString(), context)
 
     async def poke(self, task: Task, started_at: dt.datetime | None = None) -> PokeOutcome:
