@@ -70,9 +70,7 @@ async def test_a_path_is_admitted_before_any_access(tmp_path: Path) -> None:
     await store.close()
 
 
-def test_settings_refuse_values_that_cannot_work() -> None:
+def test_settings_refuse_listing_protocols_without_a_lister() -> None:
     with pytest.raises(ValueError, match="--listing-protocols: no bounded listing for gs"):
         StoreSettings(listing_protocols=frozenset({"s3", "gs"}))
-    with pytest.raises(ValueError, match="--fs-cache-entries must be at least 1"):
-        StoreSettings(cache_entries=0)
     assert StoreSettings(listing_protocols=frozenset({" s3", ""})).listing_protocols == {"s3"}

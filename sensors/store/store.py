@@ -52,12 +52,8 @@ class StoreSettings:
     min_wait: float = 0.05
 
     def __post_init__(self) -> None:
-        if self.max_staleness < 0:
-            raise ValueError("--max-staleness must be zero (no sharing) or more seconds")
-        if self.cache_entries < 1:
-            raise ValueError("--fs-cache-entries must be at least 1")
-        if self.blocking_threads < 1:
-            raise ValueError("--blocking-threads must be at least 1")
+        # The numbers are checked with every other option by the server's Config; the protocols here,
+        # where the listers are known.
         wanted = frozenset(p.strip() for p in self.listing_protocols if p.strip())
         unknown = sorted(wanted - frozenset(listings.LISTERS))
         if unknown:
