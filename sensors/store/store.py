@@ -101,9 +101,11 @@ class Store:
     Two Stores share nothing but the process-wide imports of fsspec implementations.
     """
 
-    def __init__(self, settings: StoreSettings | None = None, *, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self, settings: StoreSettings | None = None, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.settings = settings or StoreSettings()
-        #: Monotonic seconds for staleness and demand; tests set their own before the first poke.
+        #: Monotonic seconds for staleness and demand; tests set their own.
         self.clock = clock
         #: Requests made and answers given, read by the connector's metrics.
         self.stats = Stats()
