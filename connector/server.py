@@ -12,8 +12,8 @@ from flyteidl.service import agent_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from sensors import fs
 from sensors.registry import SensorRegistry, load_registry
+from sensors.store import Store, StoreSettings
 
 from .config import Config
 from .engine.registry import EngineRegistry
@@ -32,14 +32,17 @@ SERVICE_NAMES = tuple(
 )
 
 
-def build_engines(config: Config, sensors: SensorRegistry, metrics: Metrics | None = None) -> EngineRegistry:
-    """The engines this connector serves, wired to the signing keys and, if given, the metrics."""
+def build_engines(
+    config: Config, sensors: SensorRegistry, store: Store, metrics: Metrics | None = None
+) -> EngineRegistry:
+    """The engines this connector serves, wired to the signing keys, the store and, if given, the metrics."""
     keyring = load_keyring(config.signing_key_file, config.state_dir)
     codec = Codec(keyring, sensors.config_classes())
     engines = EngineRegistry()
     engine = SensorEngine(
         sensors,
         codec,
+        store,
         poke_timeout=config.poke_timeout,
         on_poke=metrics.poked if metrics is not None else None,
         on_event=metrics.engine_event if metrics is not None else None,
@@ -60,19 +63,14 @@ class Server:
         self.skip_drain = asyncio.Event()
         self.health = health.aio.HealthServicer()
         self.sensors = load_registry()
-        # Object-store sharing and backends: configured once; backends import on first use unless preloaded.
-        fs.configure(
-            max_staleness=config.max_staleness,
-            cache_entries=config.fs_cache_entries,
-            listing_protocols=config.listing_protocols,
-            poke_timeout=config.poke_timeout,
-        )
-        fs.preload(config.preload)
+        # Files and object stores: this server's own; backends import on first use unless preloaded.
+        self.store = Store(store_settings(config))
+        self.store.preload()
         for sensor in self.sensors:
             sensor.warm_up()
         self.metrics = Metrics()
-        self.metrics.watch_store(fs.STATS.snapshot)
-        self.engines = build_engines(config, self.sensors, self.metrics)
+        self.metrics.watch_store(self.store.stats.snapshot)
+        self.engines = build_engines(config, self.sensors, self.store, self.metrics)
         self._grpc: grpc.aio.Server | None = None
         self.limiters: tuple[Limiter, ...] = ()
 
@@ -179,6 +177,7 @@ class Server:
             calls_done.cancel()
         for sensor in self.sensors:
             await sensor.close()
+        await self.store.close()
         self.metrics.stop()
         log.info("stopped")
 
@@ -199,6 +198,18 @@ class Server:
         if self.should_exit.is_set():
             self.skip_drain.set()
         self.should_exit.set()
+
+
+def store_settings(cfg: Config) -> StoreSettings:
+    """The Store's settings from the server's config."""
+    return StoreSettings(
+        max_staleness=cfg.max_staleness,
+        cache_entries=cfg.fs_cache_entries,
+        listing_protocols=frozenset(cfg.listing_protocols),
+        preload=tuple(cfg.preload),
+        poke_timeout=cfg.poke_timeout,
+        blocking_threads=cfg.blocking_threads,
+    )
 
 
 def grpc_options(cfg: Config) -> list[tuple[str, int]]:

@@ -3,8 +3,9 @@
 A sensor declares its inputs (values that arrive with each task execution), its config (fixed when
 the task is declared, a frozen dataclass of plain fields) and its outputs. The connector builds one
 instance per poke from the config and calls `poke` with the decoded inputs; the instance must be
-cheap to build (no I/O in `__init__`): anything expensive, such as a filesystem client, is cached
-at module level by the sensor's own helpers.
+cheap to build (no I/O in `__init__`): files and object stores are reached through the server's
+`Store` in the PokeContext, which keeps their clients; anything else expensive is kept by the
+sensor's own helpers.
 """
 
 from __future__ import annotations
@@ -16,7 +17,10 @@ import types
 import typing
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+
+if TYPE_CHECKING:
+    from .store import Store
 
 #: Python types an input, config field or output may have. The connector converts Flyte literals
 #: to and from exactly these.
@@ -59,6 +63,12 @@ class PokeResult:
     outputs: Mapping[str, Any] = field(default_factory=dict)
 
 
+def _default_store() -> Store:
+    from .store import default_store  # the store package builds on this module
+
+    return default_store()
+
+
 @dataclass(frozen=True)
 class PokeContext:
     """What the engine knows about this sensor execution besides its inputs."""
@@ -67,6 +77,9 @@ class PokeContext:
     created_at: dt.datetime
     #: The time budget of this poke in seconds; the engine enforces it, a sensor may plan with it.
     timeout: float
+    #: Files and object stores: the server's own Store; where no server owns one (a local run, a
+    #: sensor's own unit test), the process's `default_store()`, which never shares answers.
+    store: Store = field(default_factory=_default_store)
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from . import fs
 from .base import Link, PokeContext, PokeResult, Sensor
+from .store import console_links
 
 
 @dataclass(frozen=True)
@@ -48,11 +48,11 @@ class FileSensor(Sensor[FileSensorConfig]):
         return facts
 
     def links(self, inputs: Mapping[str, Any]) -> Sequence[Link]:
-        return fs.console_links(inputs["path"])
+        return console_links(inputs["path"])
 
     async def poke(self, inputs: Mapping[str, Any], ctx: PokeContext) -> PokeResult:
         path: str = inputs["path"]
-        meta = await fs.info(path, ctx.timeout)
+        meta = await ctx.store.info(path, ctx.timeout)
         if meta is None:
             return PokeResult(False, f"{path} does not exist yet.")
         size = meta.get("size")
@@ -62,7 +62,7 @@ class FileSensor(Sensor[FileSensorConfig]):
                 False, f"{path} has {size or 0} bytes, waiting for {self.config.min_size}.", details
             )
         if self.config.min_age is not None:
-            modified = fs.modified_at(meta)
+            modified = ctx.store.modified_at(meta)
             if modified is not None:
                 age = (dt.datetime.now(dt.UTC) - modified).total_seconds()
                 details["age_seconds"] = round(age, 3)

@@ -50,6 +50,7 @@ from .glob import GlobSensor as CatalogGlobSensor
 from .http import HttpSensor as CatalogHttpSensor
 from .policy import POLICY_FIELDS, Policy, awaited
 from .sql import SqlSensor as CatalogSqlSensor
+from .store import default_store
 from .time import TimeSensor as CatalogTimeSensor
 from .values import jsonable
 
@@ -224,7 +225,7 @@ class CatalogSensorTask(BaseSensor):  # type: ignore[misc]  # flytekit is untype
         return await self._poke(config, checked, created_at)
 
     async def _poke(self, config: Any, checked: Mapping[str, Any], created_at: dt.datetime) -> PokeResult:
-        ctx = PokeContext(created_at=created_at, timeout=LOCAL_POKE_TIMEOUT)
+        ctx = PokeContext(created_at=created_at, timeout=LOCAL_POKE_TIMEOUT, store=default_store())
         async with asyncio.timeout(LOCAL_POKE_TIMEOUT):
             return await self.catalog(config).poke(checked, ctx)
 

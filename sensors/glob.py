@@ -9,8 +9,8 @@ from typing import Any, ClassVar
 
 from fsspec.core import split_protocol
 
-from . import fs
 from .base import Link, PokeContext, PokeResult, Sensor
+from .store import console_links
 
 
 @dataclass(frozen=True)
@@ -45,11 +45,11 @@ class GlobSensor(Sensor[GlobSensorConfig]):
         return facts
 
     def links(self, inputs: Mapping[str, Any]) -> Sequence[Link]:
-        return fs.console_links(_static_prefix(inputs["pattern"]))
+        return console_links(_static_prefix(inputs["pattern"]))
 
     async def poke(self, inputs: Mapping[str, Any], ctx: PokeContext) -> PokeResult:
         pattern: str = inputs["pattern"]
-        found = await fs.glob(pattern, ctx.timeout)
+        found = await ctx.store.glob(pattern, ctx.timeout)
         marker = self.config.marker
         if marker is not None:
             found = [p for p in found if posixpath.basename(p.rstrip("/")) != marker]
@@ -61,7 +61,7 @@ class GlobSensor(Sensor[GlobSensorConfig]):
         if marker is not None:
             for directory in sorted({posixpath.dirname(p.rstrip("/")) for p in paths}):
                 beside = f"{directory}/{marker}"
-                if await fs.info(beside, ctx.timeout) is None:
+                if not await ctx.store.exists(beside, ctx.timeout):
                     return PokeResult(False, f"{len(paths)} path(s) match; waiting for {beside}.", details)
         return PokeResult(True, f"{pattern} matches {len(paths)} path(s).", details, {"paths": paths})
 

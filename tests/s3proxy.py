@@ -26,6 +26,9 @@ class CountingProxy:
         #: "forward", or "slowdown" to answer 503 SlowDown to everything.
         self.mode = "forward"
         self.connections: set[socket.socket] = set()
+        #: Client connections open now; `closed` is notified as each one ends.
+        self.open = 0
+        self.closed = threading.Condition(self.lock)
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -35,6 +38,13 @@ class CountingProxy:
                 super().setup()
                 with proxy.lock:
                     proxy.connections.add(self.connection)
+                    proxy.open += 1
+
+            def finish(self) -> None:
+                super().finish()
+                with proxy.lock:
+                    proxy.open -= 1
+                    proxy.closed.notify_all()
 
             def do_HEAD(self) -> None:
                 proxy._handle(self)
@@ -68,6 +78,11 @@ class CountingProxy:
         """Requests counted so far of these kinds (all when none given)."""
         with self.lock:
             return sum(n for k, n in self.counts.items() if not kinds or k in kinds)
+
+    def wait_all_closed(self, timeout: float) -> bool:
+        """Block until every client connection has ended (True), or `timeout` seconds pass (False)."""
+        with self.closed:
+            return self.closed.wait_for(lambda: self.open == 0, timeout)
 
     def reset(self) -> None:
         """Forget the counts."""

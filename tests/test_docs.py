@@ -125,7 +125,7 @@ def test_the_readme_workflow_runs_locally_with_stock_flytekit(tmp_path: Path) ->
 
 def test_readme_documents_every_environment_setting_the_code_reads() -> None:
     readme = (ROOT / "README.md").read_text()
-    sources = [*ROOT.glob("connector/**/*.py"), *ROOT.glob("sensors/*.py")]
+    sources = [*ROOT.glob("connector/**/*.py"), *ROOT.glob("sensors/**/*.py")]
     read = {
         name
         for path in sources

@@ -148,12 +148,11 @@ async def test_min_age_waits_until_the_file_stops_changing(connector: Connector,
 
 
 async def test_filesystem_instances_are_reused_across_pokes(connector: Connector, s3: S3) -> None:
-    from sensors import fs
-
+    store = connector.server.store
     metas = [await connector.create(file_sensor_request(f"s3://{s3.bucket}/k{i}")) for i in range(3)]
     for meta in metas:
         await connector.get(meta)
-    first = (await fs.resolve(f"s3://{s3.bucket}/k0")).fs
+    first = (await store.resolve(f"s3://{s3.bucket}/k0")).fs
     for meta in metas:
         await connector.get(meta)
-    assert (await fs.resolve(f"s3://{s3.bucket}/k1")).fs is first
+    assert (await store.resolve(f"s3://{s3.bucket}/k1")).fs is first

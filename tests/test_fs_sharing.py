@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -14,8 +13,9 @@ import grpc
 import pytest
 from flyteidl.core import execution_pb2
 
-from sensors import fs
+from connector.server import Server
 from sensors.flytekit import GlobSensor
+from sensors.store import listings
 
 from .catalog import request_for
 from .conftest import S3, Connector, file_sensor_request, free_port, scrape
@@ -26,7 +26,7 @@ STALENESS = 1.0
 
 
 class Clock:
-    """fs's clock, moved by the test: staleness is checked without waiting for it."""
+    """A store's clock, moved by the test: staleness is checked without waiting for it."""
 
     def __init__(self) -> None:
         self.now = 1000.0
@@ -39,12 +39,15 @@ class Clock:
 
 
 @pytest.fixture
-def clock() -> Iterator[Clock]:
-    """fs on the test's clock for the length of a test."""
-    fake = Clock()
-    fs.configure(clock=fake)
-    yield fake
-    fs.configure(clock=time.monotonic)
+def clock() -> Clock:
+    """The test's clock, given to the server's store before its first poke."""
+    return Clock()
+
+
+async def started(make_connector: Any, clock: Clock, **overrides: Any) -> Server:
+    server: Server = await make_connector(**overrides)
+    server.store.clock = clock
+    return server
 
 
 @pytest.fixture
@@ -81,7 +84,9 @@ class Sharing:
 
 @pytest.fixture
 async def sharing(make_connector: Any, s3: S3, proxy: CountingProxy, clock: Clock) -> AsyncIterator[Sharing]:
-    server = await make_connector(max_staleness=STALENESS, preload=["s3"], metrics_port=free_port())
+    server = await started(
+        make_connector, clock, max_staleness=STALENESS, preload=["s3"], metrics_port=free_port()
+    )
     async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
         yield Sharing(Connector(server, channel), s3, proxy, clock)
 
@@ -155,7 +160,7 @@ async def test_a_deleted_object_is_not_reported_once_the_window_has_passed(shari
 async def test_a_prefix_larger_than_one_listing_page_falls_back_to_each_object(
     sharing: Sharing, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(fs, "LISTING_PAGE", 3)
+    monkeypatch.setattr(listings, "LISTING_PAGE", 3)
     for i in range(6):
         sharing.put(f"big/k{i}")
     metas = [await sharing.sensor(f"big/k{i}") for i in (0, 1, 5)] + [await sharing.sensor("big/k9")]
@@ -210,14 +215,14 @@ async def test_an_outage_keeps_sensors_waiting_and_says_the_store_is_unreachable
 # -- local directories: one os.scandir answers every sensor waiting in a directory -----------------
 @pytest.fixture
 async def local(make_connector: Any, clock: Clock) -> AsyncIterator[Connector]:
-    server = await make_connector(max_staleness=STALENESS)
+    server = await started(make_connector, clock, max_staleness=STALENESS)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
         yield Connector(server, channel)
 
 
-def _file_counts() -> tuple[int, int]:
-    """(info, list) requests made to local directories so far."""
-    requests = fs.STATS.requests
+def _file_counts(c: Connector) -> tuple[int, int]:
+    """(info, list) requests the connector's store made to local directories so far."""
+    requests = c.server.store.stats.requests
     return requests.get(("file", "info"), 0), requests.get(("file", "list"), 0)
 
 
@@ -232,13 +237,13 @@ async def test_sensors_in_one_local_directory_share_one_scan(
     sized = file_sensor_request(str(tmp_path / "part-04"))
     sized.template.custom["sensor_config"] = {"min_size": 5}
     small = await local.create(sized)
-    info0, list0 = _file_counts()
+    info0, list0 = _file_counts(local)
     phases = [(await local.get(meta)).phase for meta in metas]
     assert phases == [Phase.SUCCEEDED if i % 2 == 0 else Phase.RUNNING for i in range(20)]
     assert (await local.get(directory)).phase == Phase.SUCCEEDED  # a directory counts as present
     waiting = await local.get(small)
     assert waiting.phase == Phase.RUNNING and "has 4 bytes, waiting for 5" in waiting.message
-    info1, list1 = _file_counts()
+    info1, list1 = _file_counts(local)
     # the first sensor asks alone; the second makes the directory worth one scan for all
     assert (info1 - info0, list1 - list0) == (1, 1)
 
@@ -248,7 +253,7 @@ async def test_sensors_in_one_local_directory_share_one_scan(
     clock.advance(STALENESS + 0.01)
     assert (await local.get(metas[1])).phase == Phase.SUCCEEDED
     assert (await local.get(metas[0])).phase == Phase.RUNNING
-    assert _file_counts()[1] == list1 + 1
+    assert _file_counts(local)[1] == list1 + 1
 
 
 async def test_a_directory_that_cannot_be_scanned_falls_back_to_each_path(
@@ -259,8 +264,8 @@ async def test_a_directory_that_cannot_be_scanned_falls_back_to_each_path(
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("")
     metas = [await local.create(file_sensor_request(str(blocker / f"x{i}"))) for i in range(3)]
-    info0, _ = _file_counts()
+    info0, _ = _file_counts(local)
     answers = [await local.get(meta) for meta in metas]
     assert [a.phase for a in answers] == [Phase.FAILED] * 3
     assert all("Not a directory" in a.message for a in answers)
-    assert _file_counts()[0] - info0 == 3
+    assert _file_counts(local)[0] - info0 == 3

@@ -121,11 +121,12 @@ def test_a_missing_package_is_found_without_importing_and_says_what_to_install()
 
 
 async def test_a_made_up_protocol_fails_without_starting_an_import() -> None:
-    from sensors import fs
     from sensors.base import PermanentError
+    from sensors.store import Store
 
+    store = Store()
     before = dict(lazy._imports)
     for n in range(3):
         with pytest.raises(PermanentError, match=f"unknown protocol 'zz{n}'"):
-            await fs.info(f"zz{n}://bucket/key")
+            await store.info(f"zz{n}://bucket/key")
     assert lazy._imports == before

@@ -18,7 +18,7 @@ from flyteidl.core import execution_pb2
 from google.protobuf import duration_pb2, json_format, timestamp_pb2
 
 from connector.observe.logs import TextFormatter
-from sensors import fs
+from sensors.store import console_links
 
 from .conftest import (
     SENSOR,
@@ -293,8 +293,8 @@ async def test_a_poke_over_budget_counts_a_timeout_and_logs_a_warning(
     async def hangs(url: str, budget: float | None = None) -> None:
         await asyncio.Event().wait()  # never set: the engine's budget must end it
 
-    monkeypatch.setattr(fs, "info", hangs)
     server = await make_connector(metrics_port=free_port(), poke_timeout=0.05)
+    monkeypatch.setattr(server.store, "info", hangs)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
         c = Connector(server, channel)
         meta = await c.create(file_sensor_request(str(tmp_path / "slow")))
@@ -429,10 +429,10 @@ async def test_the_same_finding_is_answered_alike_but_for_its_poke_time_and_a_ne
 
 
 def test_gcs_paths_link_to_the_gcs_console_and_local_paths_to_nothing() -> None:
-    assert [(link.name, link.uri) for link in fs.console_links("gs://bkt/a/b c.csv")] == [
+    assert [(link.name, link.uri) for link in console_links("gs://bkt/a/b c.csv")] == [
         ("GCS console", "https://console.cloud.google.com/storage/browser/bkt/a/b%20c.csv")
     ]
-    assert fs.console_links("/data/x.csv") == [] and fs.console_links("file:///data/x.csv") == []
+    assert console_links("/data/x.csv") == [] and console_links("file:///data/x.csv") == []
 
 
 async def test_metrics_port_in_use_is_a_clear_start_up_error_and_zero_disables(
@@ -460,8 +460,8 @@ async def test_a_get_the_caller_abandons_counts_as_cancelled_not_as_success(
         finally:
             unwound.set()
 
-    monkeypatch.setattr(fs, "info", hangs)
     server = await make_connector(metrics_port=free_port(), poke_timeout=60)
+    monkeypatch.setattr(server.store, "info", hangs)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
         c = Connector(server, channel)
         meta = await c.create(file_sensor_request(str(tmp_path / "slow")))

@@ -8,7 +8,7 @@ The caches a GetTask passes, all of them (docs/architecture.md says the same):
 - **policy memo** (`Task.memo`, one answer per cached task, bounded by the LRU): the last answer and the
   schedule slot it belongs to. When the sensor's policy says no poke is due, the Get gets that answer
   again without touching the backend: that is what poke_interval means.
-- Object-store answer sharing lives with the stores (`sensors/`), not here.
+- Object-store answer sharing lives with the server's `Store` (`sensors/store/`), not here.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from flyteidl.core import execution_pb2, metrics_pb2
 from sensors.base import PokeContext, Sensor, short
 from sensors.policy import EVERY_GET
 from sensors.registry import SensorRegistry, UnavailableSensorError, UnknownSensorError
+from sensors.store import Store
 
 from ...state.category import SENSOR_CATEGORY, TaskCategory
 from ...state.codec import (
@@ -82,6 +83,7 @@ class SensorEngine(Engine):
         self,
         sensors: SensorRegistry,
         codec: Codec,
+        store: Store,
         *,
         poke_timeout: float = 5.0,
         category: TaskCategory = SENSOR_CATEGORY,
@@ -92,6 +94,8 @@ class SensorEngine(Engine):
     ) -> None:
         self.sensors = sensors
         self.codec = codec
+        #: Files and object stores, handed to every poke in its PokeContext.
+        self.store = store
         self.poke_timeout = poke_timeout
         self.category = category
         #: Called after every poke with the sensor name, outcome label and seconds (the server counts them).
@@ -196,7 +200,7 @@ class SensorEngine(Engine):
     def _build(self, resource_meta: bytes, state: SensorState, sensor: Sensor[Any]) -> Task:
         extra = {"operation": "get", "category": str(self.category), "sensor": state.sensor}
         extra |= {"task": task_id(resource_meta), **state.execution.log_fields()}
-        context = PokeContext(created_at=state.created_at, timeout=self.poke_timeout)
+        context = PokeContext(created_at=state.created_at, timeout=self.poke_timeout, store=self.store)
         return Task(state, sensor, extra, answer.fixed_part(state, sensor), context)
 
     async def poke(self, task: Task, started_at: dt.datetime | None = None) -> PokeOutcome:

@@ -1,0 +1,146 @@
+"""Prefix listings: one bounded, first-page listing of a parent prefix answers every sensor waiting in it.
+
+One lister per protocol (`LISTERS`): local directories are read with os.scandir, S3 with one delimited
+list_objects_v2. A lister returns the parent's children as `info` would describe each, and whether the
+store had more than one page. `Demand` decides when a parent is worth listing (two different objects
+asked about under it within `DEMAND_WINDOW`) and remembers prefixes too big for one page.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+#: Items asked for in one listing; a prefix holding more is answered object by object.
+LISTING_PAGE = 1000
+#: Two different objects asked about under one parent within this many seconds make the parent
+#: worth listing. Propeller polls each task every ~30 s, so sensors waiting side by side show up
+#: within one resync.
+DEMAND_WINDOW = 60.0
+#: A prefix whose listing came back truncated is answered object by object for this long.
+BIG_PREFIX_SECONDS = 300.0
+
+#: Runs a blocking function in the store's thread pool.
+Blocking = Callable[..., Awaitable[Any]]
+
+
+@dataclass
+class Listing:
+    """A prefix's first page: child name -> info, and whether the store had more."""
+
+    items: dict[str, dict[str, Any]]
+    truncated: bool
+
+
+#: A protocol's lister: (filesystem, parent path, the store's blocking runner) -> the parent's first page.
+#: FileNotFoundError (no such bucket or directory) means nothing is under it.
+Lister = Callable[[Any, str, Blocking], Awaitable[Listing]]
+
+
+async def list_local(fs: Any, parent: str, blocking: Blocking) -> Listing:
+    """A local directory's first page, read with one os.scandir in the store's thread pool."""
+    listing: Listing = await blocking(_scan_local, parent)
+    return listing
+
+
+def _scan_local(parent: str) -> Listing:
+    """A local directory's first page, as LocalFileSystem.info describes each entry (blocking)."""
+    items: dict[str, dict[str, Any]] = {}
+    base = parent.rstrip("/")
+    try:
+        with os.scandir(parent or "/") as entries:
+            for entry in entries:
+                if len(items) >= LISTING_PAGE:
+                    return Listing(items, truncated=True)
+                try:
+                    st = entry.stat()  # follows links: a dangling one is absent, as info says
+                except FileNotFoundError:
+                    continue
+                kind = "directory" if stat.S_ISDIR(st.st_mode) else "file"
+                path = f"{base}/{entry.name}"
+                items[entry.name] = {"name": path, "type": kind, "size": st.st_size, "mtime": st.st_mtime}
+    except FileNotFoundError:
+        raise
+    except OSError:
+        # An unreadable directory may still let its entries be looked up one by one (mode 0711):
+        # a truncated listing sends every question under it back to per-object info.
+        return Listing({}, truncated=True)
+    return Listing(items, truncated=False)
+
+
+async def list_s3(fs: Any, parent: str, blocking: Blocking) -> Listing:
+    """An S3 prefix's first page: one delimited list_objects_v2 request, however large the prefix."""
+    # Through s3fs' async client wrapper, one page only (s3fs' _lsdir would page on).
+    bucket, key, _ = fs.split_path(parent)
+    prefix = f"{key.rstrip('/')}/" if key else ""
+    out = await fs._call_s3(
+        "list_objects_v2", Bucket=bucket, Prefix=prefix, Delimiter="/", MaxKeys=LISTING_PAGE, **fs.req_kw
+    )
+    items: dict[str, dict[str, Any]] = {}
+    for common in out.get("CommonPrefixes", []):
+        name = common["Prefix"][len(prefix) :].rstrip("/")
+        if name:
+            items[name] = {"name": f"{bucket}/{prefix}{name}", "type": "directory", "size": 0}
+    for obj in out.get("Contents", []):
+        name = obj["Key"][len(prefix) :]
+        if name and "/" not in name:  # files win over a same-named "directory", as info does
+            items[name] = {
+                "name": f"{bucket}/{obj['Key']}",
+                "type": "file",
+                "size": obj.get("Size", 0),
+                "LastModified": obj.get("LastModified"),
+                "ETag": obj.get("ETag", ""),
+            }
+    return Listing(items, truncated=bool(out.get("IsTruncated")))
+
+
+#: Canonical protocol -> its lister. Only protocols whose listings are strongly consistent and can be
+#: bounded to one page belong here; `--listing-protocols` chooses among them.
+LISTERS: dict[str, Lister] = {"file": list_local, "s3": list_s3}
+
+
+@dataclass
+class _Prefix:
+    """Recent questions under one parent prefix, kept in O(1) space."""
+
+    last_name: str
+    last_asked: float
+    hot_until: float = float("-inf")
+    big_until: float = float("-inf")
+
+
+class Demand:
+    """Which parent prefixes are worth listing now, and which are too big for one page (an LRU)."""
+
+    def __init__(self, entries: int) -> None:
+        self.entries = entries
+        self._prefixes: OrderedDict[tuple[str, str], _Prefix] = OrderedDict()
+
+    def wants_listing(self, protocol: str, parent: str, name: str, now: float) -> bool:
+        """Note that `name` under `parent` was asked about; True when a shared listing should answer it."""
+        key = (protocol, parent)
+        prefix = self._prefixes.get(key)
+        if prefix is None:
+            self._prefixes[key] = _Prefix(name, now)
+            while len(self._prefixes) > self.entries:
+                self._prefixes.popitem(last=False)
+            return False
+        self._prefixes.move_to_end(key)
+        if name != prefix.last_name and now - prefix.last_asked <= DEMAND_WINDOW:
+            prefix.hot_until = now + DEMAND_WINDOW
+        prefix.last_name, prefix.last_asked = name, now
+        return now <= prefix.hot_until and now > prefix.big_until
+
+    def too_big(self, protocol: str, parent: str, now: float) -> None:
+        """Answer objects under `parent` one by one for a while: its listing does not fit one page."""
+        prefix = self._prefixes.setdefault((protocol, parent), _Prefix("", now))
+        prefix.big_until = now + BIG_PREFIX_SECONDS
+
+    def is_big(self, protocol: str, parent: str, now: float) -> bool:
+        """True while `parent` is answered object by object after a truncated listing."""
+        prefix = self._prefixes.get((protocol, parent))
+        return prefix is not None and now <= prefix.big_until
