@@ -11,10 +11,11 @@ own and exported through `WithoutCreated`, which leaves out the `<name>_created`
 prometheus_client adds to every counter and histogram child (no dashboard or alert of flytekit's uses
 them; `disable_created_metrics()` would do the same for the whole process).
 
-The request path binds label children once per label values (`_bound`): `.labels()` measured 5 µs a
-call on the shared 2-core CI machine against 1.5 µs for a bound child's `observe()`, four times per
-GetTask. Label values are bounded: task types are capped (MAX_TASK_TYPES), sensors come from the
-catalog, operations and outcomes from the code.
+The request path binds label children once per label values (`_bound`): on the shared 2-core machine a
+histogram `observe()` plus a counter `inc()` took 6.5 µs on bound children and 16.8 µs through
+`.labels()` (timeit, 200,000 pairs), and a GetTask makes two such pairs. Label values are bounded:
+task types are capped (MAX_TASK_TYPES), sensors come from the catalog, operations and outcomes from
+the code.
 """
 
 from __future__ import annotations
