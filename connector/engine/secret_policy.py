@@ -26,8 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from sensors.base import SecretUse, Sensor, short, short_list
 from sensors.secrets import check_name
 
@@ -94,6 +92,8 @@ class SecretPolicy:
             text = path.read_text()
         except OSError as exc:
             raise PolicyError(f"{OPTION} {path}: cannot be read ({exc.strerror or exc})") from None
+        import yaml  # only a connector given a policy needs it
+
         try:
             raw = yaml.safe_load(text)
         except yaml.YAMLError as exc:
