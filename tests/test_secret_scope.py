@@ -359,3 +359,13 @@ async def test_allow_private_in_a_template_opens_nothing_and_is_logged_once_at_c
             assert refused.phase == Phase.FAILED, url
             assert "refused" in refused.message and reason in refused.message, refused.message
         assert web.seen == []
+
+
+def test_the_example_policies_load_and_only_the_local_one_grants_everything() -> None:
+    from .conftest import ROOT
+
+    example = SecretPolicy.load(ROOT / "examples" / "secret-policy.yaml")
+    assert set(example.grants) == {"status-token", "sales-db-url"}
+    assert example.grants["sales-db-url"].hosts == ()
+    local = SecretPolicy.load(ROOT / "examples" / "secret-policy.local.yaml")  # what dev.py serve passes
+    assert local.grants["*"].allows_host("anything.example")
