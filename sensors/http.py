@@ -149,6 +149,14 @@ class HttpSensorConfig:
             )
         if self.auth_secret is not None:
             secrets.check_name(self.auth_secret)
+        if self.allow_private:
+            # Said where the config is built from a template: once per CreateTask on the connector,
+            # once per declaration in a local run (not at every poke).
+            log.warning(
+                "HttpSensor config allow_private is ignored: the operator decides which private "
+                "addresses the connector may reach (%s)",
+                ALLOW_HOSTS_ENV,
+            )
         if self.request_timeout <= 0:
             raise ValueError("request_timeout must be more than zero seconds")
 
@@ -171,12 +179,7 @@ class HttpSensor(Sensor[HttpSensorConfig]):
     @classmethod
     def prepare(cls, config: Any, inputs: Mapping[str, Any], outputs: Collection[str]) -> Any:
         _check_url(inputs["url"], ConfigError)
-        if config.allow_private:
-            log.warning(
-                "HttpSensor config allow_private is ignored: the operator decides which private "
-                "addresses the connector may reach (%s)",
-                ALLOW_HOSTS_ENV,
-            )
+        if config.allow_private:  # warned when the config was built; kept as what it means
             config = dataclasses.replace(config, allow_private=False)
         if "body" not in outputs:
             return config
