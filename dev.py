@@ -57,6 +57,14 @@ def main(argv: list[str]) -> int:
     if what == "install":
         return 0
     if what == "serve":
+        if not os.environ.get("SENSOR_CONNECTOR_SECRET_POLICY") and not any(
+            arg.split("=", 1)[0] == "--secret-policy" for arg in rest
+        ):
+            # One command locally: any secret the developer sets may be used. Deployments grant none
+            # unless given a policy.
+            local = ROOT / "examples" / "secret-policy.local.yaml"
+            print(f"dev.py: serving with {local.relative_to(ROOT)}: every secret, any host", flush=True)
+            rest = ["--secret-policy", str(local), *rest]
         os.execv(str(BIN / "sensor-connector"), [str(BIN / "sensor-connector"), "serve", *rest])
     if "--fast" in rest:
         rest = [arg for arg in rest if arg != "--fast"] + ["-m", "not slow"]

@@ -50,6 +50,12 @@ class Config:
         None, "PEM certificate chain: serve gRPC over TLS (with --tls-key-file)"
     )
     tls_key_file: Path | None = _opt(None, "PEM private key of --tls-cert-file")
+    secret_policy: Path | None = _opt(
+        None,
+        "YAML or JSON file saying which named secret may be used where (hosts, Flyte projects, domains); "
+        "without it no task may use any secret",
+        metavar="FILE",
+    )
     state_dir: Path = _opt(
         default_state_dir, "where a generated signing key is kept when no key file is given"
     )

@@ -17,6 +17,7 @@ from sensors.store import Store, StoreSettings
 
 from .config import Config
 from .engine.registry import EngineRegistry
+from .engine.secret_policy import SecretPolicy
 from .engine.sensor import SensorEngine
 from .observe.metrics import Metrics
 from .state.codec import Codec
@@ -47,6 +48,7 @@ def build_engines(
         on_poke=metrics.poked if metrics is not None else None,
         on_event=metrics.engine_event if metrics is not None else None,
         cache_entries=config.state_cache_entries,
+        secrets=SecretPolicy.load(config.secret_policy) if config.secret_policy is not None else None,
     )
     engines.register(engine)
     return engines

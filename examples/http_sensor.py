@@ -2,14 +2,16 @@
 
     pyflyte run examples/http_sensor.py wf --url https://status.example.com/api/health
 
-The sensor refuses loopback, link-local and cloud-metadata addresses (and private ones unless
-`allow_private=True`). To try it against a server on this machine, allow the host explicitly:
+The sensor refuses loopback, link-local, cloud-metadata and private addresses unless the connector's
+operator lists them (a template cannot). To try it against a server on this machine, allow the host
+explicitly:
 
     SENSOR_CONNECTOR_HTTP_ALLOW_HOSTS=127.0.0.1 pyflyte run examples/http_sensor.py wf --url http://127.0.0.1:8080/health
 
 A token, when the service needs one, is named, never written here: `auth_secret="status-token"` reads
 the Authorization header value from the connector secret of that name (the variable
-SENSOR_CONNECTOR_SECRET_STATUS_TOKEN, or the file status-token in $SENSOR_CONNECTOR_SECRETS_DIR).
+SENSOR_CONNECTOR_SECRET_STATUS_TOKEN, or the file status-token in $SENSOR_CONNECTOR_SECRETS_DIR), and
+only if the connector's secret policy grants that secret to the URL's host (and your project/domain).
 """
 
 from __future__ import annotations

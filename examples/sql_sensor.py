@@ -2,7 +2,8 @@
 
 The connection URL is a secret: the sensor names a connector secret that holds it, never the URL
 itself. The secret `sales-db-url` is the variable SENSOR_CONNECTOR_SECRET_SALES_DB_URL (or the file
-sales-db-url in $SENSOR_CONNECTOR_SECRETS_DIR), on the connector in a cluster, in your shell locally:
+sales-db-url in $SENSOR_CONNECTOR_SECRETS_DIR), on the connector in a cluster (whose secret policy
+must grant `sales-db-url` to your project), in your shell locally:
 
     export SENSOR_CONNECTOR_SECRET_SALES_DB_URL=sqlite:////tmp/sales.db
     pyflyte run examples/sql_sensor.py wf --day 2026-11-24

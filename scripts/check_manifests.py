@@ -26,6 +26,9 @@ import jsonschema
 import kubernetes_validate
 import yaml
 
+#: by_kind's name for the secret policy ConfigMap (the Grafana dashboard's is "ConfigMap").
+SECRET_POLICY = "ConfigMap/secret-policy"  # noqa: S105 (a manifest kind, no password)
+
 SERVICE_MONITOR_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["apiVersion", "kind", "metadata", "spec"],
@@ -121,10 +124,34 @@ def validate(docs: list[dict[str, Any]], versions: list[str], source: str) -> in
 def by_kind(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     kinds: dict[str, dict[str, Any]] = {}
     for doc in docs:
-        if doc["kind"] in kinds:
-            raise Failed(f"two {doc['kind']} manifests")
-        kinds[doc["kind"]] = doc
+        kind = doc["kind"]
+        # The chart's two ConfigMaps (Grafana dashboard, secret policy) are told apart by name.
+        if kind == "ConfigMap" and doc["metadata"]["name"].endswith("-secret-policy"):
+            kind = SECRET_POLICY
+        if kind in kinds:
+            raise Failed(f"two {kind} manifests")
+        kinds[kind] = doc
     return kinds
+
+
+def ingress_ports(kinds: dict[str, dict[str, Any]]) -> dict[int, list[dict[str, Any]]]:
+    """The NetworkPolicy's peers by port; every rule must name its sources."""
+    peers: dict[int, list[dict[str, Any]]] = {}
+    for rule in kinds["NetworkPolicy"]["spec"]["ingress"]:
+        expect(bool(rule.get("from")), "a NetworkPolicy rule admits every source")
+        for port in rule.get("ports", []):
+            peers.setdefault(port["port"], []).extend(rule["from"])
+    return peers
+
+
+def admits(peers: list[dict[str, Any]], namespace: str, labels: dict[str, str]) -> bool:
+    """Whether a pod with `labels` in `namespace` is among `peers` (namespaceSelector by name)."""
+    for peer in peers:
+        ns = peer.get("namespaceSelector", {}).get("matchLabels", {}).get("kubernetes.io/metadata.name")
+        pods = peer.get("podSelector", {}).get("matchLabels", {})
+        if ns == namespace and pods.items() <= labels.items():
+            return True
+    return False
 
 
 def expect(condition: bool, message: str) -> None:
@@ -259,10 +286,24 @@ def check_default(docs: list[dict[str, Any]]) -> str:
             "Role",
             "RoleBinding",
             "Pod",
+            "NetworkPolicy",
         },
         f"default: unexpected kinds {sorted(kinds)}",
     )
     env = env_of(container)
+    # The port is propeller's: flyte-core's flytepropeller and flyte-binary's pod in namespace flyte,
+    # Prometheus (namespace monitoring) on the metrics port, nobody else.
+    peers = ingress_ports(kinds)
+    expect(set(peers) == {8000, 9090}, f"default: NetworkPolicy ports {sorted(peers)}")
+    for labels in ({"app.kubernetes.io/name": "flytepropeller"}, {"app.kubernetes.io/name": "flyte-binary"}):
+        expect(admits(peers[8000], "flyte", labels), f"default: the NetworkPolicy does not admit {labels}")
+    expect(not admits(peers[8000], "flyte", {"app": "other"}), "default: any pod in flyte may call gRPC")
+    expect(not admits(peers[8000], "default", {"app.kubernetes.io/name": "flytepropeller"}), "default: ns")
+    expect(admits(peers[9090], "monitoring", {"app": "prometheus"}), "default: Prometheus cannot scrape")
+    expect(not admits(peers[9090], "flyte", {}), "default: metrics open beyond Prometheus")
+    # No secret is granted unless the operator writes a policy.
+    expect(SECRET_POLICY not in kinds, "default: a secret policy ConfigMap although secretPolicy is {}")
+    expect("SENSOR_CONNECTOR_SECRET_POLICY" not in env, "default: a secret policy is passed")
     expect(env["SENSOR_CONNECTOR_DRAIN_PERIOD"] == "15", "default: drain period")
     expect(env["SENSOR_CONNECTOR_MAX_CONNECTION_AGE"] == "300", "default: max connection age")
     unset = [
@@ -295,7 +336,9 @@ def check_default(docs: list[dict[str, Any]]) -> str:
     return (
         "headless Service, generated key >= 32 bytes with a matching checksum, grpc probes, non-root, "
         "terminationGracePeriodSeconds >= preStop+drain+grace+2, helm test Pod (try FileSensor on the key "
-        "file, not selected by the Service), Role: flyte/flytepropeller may watch this Service's Endpoints"
+        "file, not selected by the Service), Role: flyte/flytepropeller may watch this Service's Endpoints, "
+        "NetworkPolicy: gRPC from flyte-core's and flyte-binary's propeller in flyte, metrics from "
+        "monitoring, no secret policy (no secret granted)"
     )
 
 
@@ -368,9 +411,30 @@ def check_all_features(docs: list[dict[str, Any]]) -> str:
     )
     monitor = kinds["ServiceMonitor"]["spec"]
     expect(monitor["endpoints"][0]["port"] == "metrics", "all-features: ServiceMonitor port")
+    policy = kinds[SECRET_POLICY]
+    expect(
+        json.loads(policy["data"]["secret-policy.json"])
+        == {"status-token": {"hosts": ["status.internal"], "projects": ["analytics"]}, "sales-db-url": {}},
+        "all-features: the secret policy ConfigMap does not hold secretPolicy",
+    )
+    config_maps = {v["name"]: v.get("configMap", {}).get("name") for v in pod_spec(kinds)["volumes"]}
+    expect(
+        env.get("SENSOR_CONNECTOR_SECRET_POLICY") == "/etc/sensor-connector/policy/secret-policy.json"
+        and config_maps[mounts["/etc/sensor-connector/policy"]] == policy["metadata"]["name"],
+        "all-features: the secret policy is not mounted and passed",
+    )
+    expect(
+        "checksum/secret-policy" in kinds["Deployment"]["spec"]["template"]["metadata"]["annotations"],
+        "all-features: a changed secret policy would not roll the pods",
+    )
+    peers = ingress_ports(kinds)
+    expect(
+        admits(peers[9090], "observability", {"app.kubernetes.io/name": "prometheus"}), "all-features: prom"
+    )
+    expect(not admits(peers[9090], "observability", {"app": "other"}), "all-features: prometheus podLabels")
     return (
         "HPA (no fixed replicas), NetworkPolicy 8000+9090 with sources, ServiceMonitor, Grafana dashboard, "
-        "TLS with tcpSocket probes, sensor secrets, extras passed"
+        "TLS with tcpSocket probes, sensor secrets, secret policy ConfigMap mounted and passed, extras passed"
     )
 
 
@@ -392,7 +456,10 @@ def check_existing_secret(docs: list[dict[str, Any]]) -> str:
     )
     pod = kinds["Deployment"]["spec"]["template"]["spec"]
     expect(pod["volumes"][0]["secret"]["secretName"] == "connector-keys", "existing-secret: secret name")
-    return "ClusterIP Service, existing Secret with two keys in order, metrics off"
+    expect(
+        9090 not in ingress_ports(kinds), "existing-secret: the NetworkPolicy opens the disabled metrics port"
+    )
+    return "ClusterIP Service, existing Secret with two keys in order, metrics off (not in the NetworkPolicy)"
 
 
 def check_tuned(docs: list[dict[str, Any]]) -> str:

@@ -135,6 +135,8 @@ refuse "no signing key choice (GitOps would regenerate it)" "signingKey: set sig
 refuse "an unknown propeller resolver" "/propeller/resolver" --set propeller.resolver=xds
 refuse "an empty key list" "/signingKey.*keys" --set 'signingKey.keys=null'
 refuse "a bad log format" "/config/logFormat" --set config.logFormat=xml
+refuse "a secret policy field that does not exist" "additional properties 'host'" --set 'secretPolicy.token.host={x}'
+refuse "a secret policy naming a path" "'../token' does not match pattern" --set-json 'secretPolicy={"../token":{}}'
 refuse "Kubernetes 1.26 (no native gRPC probes)" "requires kubeVersion" --kube-version 1.26.0
 "$HELM" template sensor-connector "$CHART" --namespace flyte --kube-version 1.27.0 --set signingKey.generate=true >/dev/null \
     || die "helm template refuses Kubernetes 1.27"

@@ -83,6 +83,17 @@ class PokeContext:
 
 
 @dataclass(frozen=True)
+class SecretUse:
+    """A connector secret a task would use, and where it would go (checked against the operator's policy)."""
+
+    #: The secret's name (sensors.secrets).
+    name: str
+    #: The host the sensor sends the secret to, when the template names the destination (an HTTP URL);
+    #: None when the secret names its own destination (a database URL).
+    host: str | None = None
+
+
+@dataclass(frozen=True)
 class EmptyConfig:
     """Config of a sensor that takes none."""
 
@@ -159,6 +170,15 @@ class Sensor(abc.ABC, Generic[C]):
         return {
             name: check_value(value, cls.inputs[name], f"input {name!r}") for name, value in values.items()
         }
+
+    @classmethod
+    def secret_uses(cls, config: Any, inputs: Mapping[str, Any]) -> Sequence[SecretUse]:
+        """The connector secrets a task with this config and these inputs would use; none by default.
+
+        The connector checks them against the operator's secret policy at CreateTask, before anything
+        is read, and again before every poke.
+        """
+        return ()
 
     @classmethod
     def prepare(cls, config: Any, inputs: Mapping[str, Any], outputs: Collection[str]) -> Any:

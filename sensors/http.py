@@ -6,15 +6,18 @@ request and again when aiohttp connects (so a DNS answer that changes in between
 through), and every redirect hop is checked the same way:
 
 - link-local (169.254.0.0/16, fe80::/10), cloud metadata (169.254.169.254, fd00:ec2::254,
-  metadata.google.internal, ...), loopback, unspecified, multicast and reserved addresses are
-  refused, unless the operator lists the host or address on the connector in the environment
-  variable SENSOR_CONNECTOR_HTTP_ALLOW_HOSTS (comma-separated host names, addresses or CIDR ranges);
-- private ranges (10/8, 172.16/12, 192.168/16, 100.64/10, fc00::/7) are refused unless the
-  sensor's config says `allow_private: true` (or the connector allow-list names them).
+  metadata.google.internal, ...), loopback, unspecified, multicast, reserved and private ranges
+  (10/8, 172.16/12, 192.168/16, 100.64/10, fc00::/7) are refused, unless the operator lists the host
+  or address on the connector in the environment variable SENSOR_CONNECTOR_HTTP_ALLOW_HOSTS
+  (comma-separated host names, addresses or CIDR ranges). Only the operator decides: a template's
+  `allow_private` is accepted for old templates, ignored, and logged as such at CreateTask.
 
 Credentials never travel in a template: `auth_secret` names a connector secret (sensors.secrets:
 an operator-set `SENSOR_CONNECTOR_SECRET_<NAME>` variable or a file in the secrets directory) that
-holds the header value, read at each poke and never logged or put in a message.
+holds the header value, read at each poke and never logged or put in a message. The connector's
+secret policy decides which hosts may receive it (`secret_uses` declares the URL's host); the
+secret and every credential header are dropped when a redirect leaves the URL's origin (scheme,
+host, port), and a redirect from https to plain http is refused.
 
 aiohttp lives in sensors.http_client, which the first poke imports (sensors.lazy): a connector that
 runs no HttpSensor never loads it.
@@ -26,6 +29,7 @@ import asyncio
 import dataclasses
 import ipaddress
 import json
+import logging
 import os
 import re
 import socket
@@ -35,7 +39,9 @@ from typing import Any, ClassVar
 from urllib.parse import urljoin, urlsplit
 
 from . import lazy, secrets
-from .base import ConfigError, PermanentError, PokeContext, PokeResult, Sensor, TransientError
+from .base import ConfigError, PermanentError, PokeContext, PokeResult, SecretUse, Sensor, TransientError
+
+log = logging.getLogger(__name__)
 
 ALLOW_HOSTS_ENV = "SENSOR_CONNECTOR_HTTP_ALLOW_HOSTS"
 #: The most of a body that is read (for body_regex, json_pointer and the `body` output).
@@ -107,7 +113,8 @@ class HttpSensorConfig:
     auth_secret: str | None = None
     #: The header the secret goes into.
     auth_header_name: str = "Authorization"
-    #: Let the sensor reach private-range addresses (10/8, 172.16/12, 192.168/16, fc00::/7).
+    #: Ignored (kept so that old templates still load): the operator's allow-list on the connector
+    #: (SENSOR_CONNECTOR_HTTP_ALLOW_HOSTS) alone decides which private addresses a sensor may reach.
     allow_private: bool = False
     #: Seconds one request may take (the connector's poke timeout caps it too).
     request_timeout: float = 10.0
@@ -142,6 +149,14 @@ class HttpSensorConfig:
             )
         if self.auth_secret is not None:
             secrets.check_name(self.auth_secret)
+        if self.allow_private:
+            # Said where the config is built from a template: once per CreateTask on the connector,
+            # once per declaration in a local run (not at every poke).
+            log.warning(
+                "HttpSensor config allow_private is ignored: the operator decides which private "
+                "addresses the connector may reach (%s)",
+                ALLOW_HOSTS_ENV,
+            )
         if self.request_timeout <= 0:
             raise ValueError("request_timeout must be more than zero seconds")
 
@@ -156,8 +171,16 @@ class HttpSensor(Sensor[HttpSensorConfig]):
     outputs: ClassVar[Mapping[str, Any]] = {"status": int, "body": str}
 
     @classmethod
+    def secret_uses(cls, config: Any, inputs: Mapping[str, Any]) -> tuple[SecretUse, ...]:
+        if config.auth_secret is None:
+            return ()
+        return (SecretUse(config.auth_secret, urlsplit(inputs["url"]).hostname or ""),)
+
+    @classmethod
     def prepare(cls, config: Any, inputs: Mapping[str, Any], outputs: Collection[str]) -> Any:
         _check_url(inputs["url"], ConfigError)
+        if config.allow_private:  # warned when the config was built; kept as what it means
+            config = dataclasses.replace(config, allow_private=False)
         if "body" not in outputs:
             return config
         if config.method.upper() == "HEAD":
@@ -191,9 +214,10 @@ class HttpSensor(Sensor[HttpSensorConfig]):
         client = await lazy.load(CLIENT)
         timeout = client.timeout(min(cfg.request_timeout, ctx.timeout))
         expected = _status_ranges(cfg.expected_status)
-        session = client.session(cfg.allow_private)
+        session = client.session()
+        origin = _origin(url)
         for _ in range(MAX_REDIRECTS + 1):
-            await _check_destination(url, cfg.allow_private)
+            await _check_destination(url)
             try:
                 async with session.request(
                     method, url, headers=headers, timeout=timeout, allow_redirects=False
@@ -202,9 +226,17 @@ class HttpSensor(Sensor[HttpSensorConfig]):
                     ok = any(lo <= status <= hi for lo, hi in expected)
                     location = response.headers.get("Location")
                     if not ok and status in (301, 302, 303, 307, 308) and location:
-                        url = urljoin(url, location)
+                        target = urljoin(url, location)
+                        if urlsplit(url).scheme == "https" and urlsplit(target).scheme == "http":
+                            raise PermanentError(
+                                f"{shown} redirects to the plain-http {_redact(target)}; a redirect from "
+                                "https to http is refused."
+                            )
+                        if _origin(target) != origin:
+                            # Credentials never cross origins, and once dropped stay dropped.
+                            headers = _without_credentials(headers, cfg.auth_header_name)
+                        url, shown = target, _redact(target)
                         method = "GET" if status == 303 else method
-                        shown = _redact(url)
                         continue
                     if not ok:
                         if status >= 500 or status == 429:
@@ -290,7 +322,19 @@ def _allow_list() -> tuple[set[str], list[ipaddress.IPv4Network | ipaddress.IPv6
     return names, nets
 
 
-def refusal(host: str, addresses: Iterable[str], allow_private: bool) -> str | None:
+def _origin(url: str) -> tuple[str, str, int | None]:
+    """scheme, host and port (the default one filled in): what decides where credentials may go."""
+    parts = urlsplit(url)
+    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    return parts.scheme, (parts.hostname or "").rstrip("."), port
+
+
+def _without_credentials(headers: Mapping[str, str], auth_header_name: str) -> dict[str, str]:
+    secret = _SECRET_HEADERS | {auth_header_name.lower()}
+    return {name: value for name, value in headers.items() if name.lower() not in secret}
+
+
+def refusal(host: str, addresses: Iterable[str]) -> str | None:
     """Why the connector must not connect to `host` at `addresses`, or None when it may."""
     names, nets = _allow_list()
     host = host.lower().rstrip(".").strip("[]")
@@ -308,19 +352,20 @@ def refusal(host: str, addresses: Iterable[str], allow_private: bool) -> str | N
             return f"{host} resolves to {addr}, a link-local or cloud metadata address"
         if addr.is_loopback or addr.is_unspecified or addr.is_multicast or addr.is_reserved:
             return f"{host} resolves to {addr}, which is refused unless {ALLOW_HOSTS_ENV} lists it"
-        if not allow_private and (any(addr in net for net in _PRIVATE_NETS) or addr.is_private):
+        if any(addr in net for net in _PRIVATE_NETS) or addr.is_private:
             return (
-                f"{host} resolves to the private address {addr}; set allow_private in the config to reach it"
+                f"{host} resolves to the private address {addr}, which the connector reaches only if "
+                f"the operator lists it in {ALLOW_HOSTS_ENV}"
             )
     return None
 
 
-async def _check_destination(url: str, allow_private: bool) -> None:
+async def _check_destination(url: str) -> None:
     _check_url(url, PermanentError)
     parts = urlsplit(url)
     host = parts.hostname or ""
     # Names refused as such are refused before any DNS query is made for them.
-    reason = refusal(host, [], allow_private)
+    reason = refusal(host, [])
     if reason is not None:
         raise PermanentError(f"{_redact(url)}: refused, {reason}.")
     try:
@@ -335,7 +380,7 @@ async def _check_destination(url: str, allow_private: bool) -> None:
                 f"{_redact(url)}: resolving {host} failed ({exc}); will poke again."
             ) from None
         addresses = [str(info[4][0]) for info in infos]
-    reason = refusal(host, addresses, allow_private)
+    reason = refusal(host, addresses)
     if reason is not None:
         raise PermanentError(f"{_redact(url)}: refused, {reason}.")
 

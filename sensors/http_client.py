@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 import weakref
 
 import aiohttp
@@ -21,15 +22,14 @@ from .http import MAX_BODY_BYTES, RefusedAddress, refusal
 class CheckingResolver(AbstractResolver):
     """aiohttp's resolver, refusing answers the policy forbids (the check at connect time)."""
 
-    def __init__(self, allow_private: bool) -> None:
+    def __init__(self) -> None:
         self._inner = DefaultResolver()
-        self._allow_private = allow_private
 
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
         results = await self._inner.resolve(host, port, family)
-        reason = refusal(host, [r["host"] for r in results], self._allow_private)
+        reason = refusal(host, [r["host"] for r in results])
         if reason is not None:
             raise RefusedAddress(reason)
         return results
@@ -38,29 +38,35 @@ class CheckingResolver(AbstractResolver):
         await self._inner.close()
 
 
-# One session per event loop and policy, created on first use: connection pooling across pokes,
-# no cookies shared between sensors, no proxy settings taken from the environment.
-_sessions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[bool, aiohttp.ClientSession]] = (
+# One session per event loop, created on first use: connection pooling across pokes, no cookies
+# shared between sensors, no proxy settings taken from the environment. Redirects are followed by
+# sensors.http itself (allow_redirects=False), hop by hop.
+_sessions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aiohttp.ClientSession] = (
     weakref.WeakKeyDictionary()
 )
 
 
-def session(allow_private: bool) -> aiohttp.ClientSession:
-    """This event loop's shared session for sensors with (or without) `allow_private`."""
-    per_loop = _sessions.setdefault(asyncio.get_running_loop(), {})
-    found = per_loop.get(allow_private)
+def session() -> aiohttp.ClientSession:
+    """This event loop's shared session."""
+    loop = asyncio.get_running_loop()
+    found = _sessions.get(loop)
     if found is None or found.closed:
-        connector = aiohttp.TCPConnector(resolver=CheckingResolver(allow_private), limit=64)
+        # The system's trust store as OpenSSL finds it when the session is made (SSL_CERT_FILE and
+        # SSL_CERT_DIR included), so an operator can trust a private CA.
+        connector = aiohttp.TCPConnector(
+            resolver=CheckingResolver(), limit=64, ssl=ssl.create_default_context()
+        )
         found = aiohttp.ClientSession(
             connector=connector, cookie_jar=aiohttp.DummyCookieJar(), trust_env=False
         )
-        per_loop[allow_private] = found
+        _sessions[loop] = found
     return found
 
 
 async def close_sessions() -> None:
-    """Close this event loop's sessions (at shutdown, or at the end of a test)."""
-    for session in _sessions.pop(asyncio.get_running_loop(), {}).values():
+    """Close this event loop's session (at shutdown, or at the end of a test)."""
+    session = _sessions.pop(asyncio.get_running_loop(), None)
+    if session is not None:
         await session.close()
 
 

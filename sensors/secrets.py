@@ -23,6 +23,8 @@ ENV_PREFIX = "SENSOR_CONNECTOR_SECRET_"
 DIR_ENV = "SENSOR_CONNECTOR_SECRETS_DIR"
 DEFAULT_DIR = "/etc/sensor-connector/secrets"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+#: The connector's own setting (--secret-policy) lives where a secret named "policy" would.
+_RESERVED = {"SENSOR_CONNECTOR_SECRET_POLICY"}
 
 
 def check_name(name: str) -> str:
@@ -31,6 +33,8 @@ def check_name(name: str) -> str:
         raise ValueError(
             f"{name!r} is not a secret name: use letters, digits, '_', '.' or '-' (a name, not a path)"
         )
+    if env_name(name) in _RESERVED:
+        raise ValueError(f"{name!r} is not a secret name: {env_name(name)} is the connector's secret policy")
     return name
 
 

@@ -17,7 +17,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from . import lazy, secrets
-from .base import PermanentError, PokeContext, PokeResult, Sensor, TransientError
+from .base import PermanentError, PokeContext, PokeResult, SecretUse, Sensor, TransientError
 
 if TYPE_CHECKING:
     import sqlalchemy
@@ -65,6 +65,11 @@ class SqlSensor(Sensor[SqlSensorConfig]):
     aliases = ("sensors.flytekit.SqlSensor",)
     config_type = SqlSensorConfig
     inputs: ClassVar[Mapping[str, Any]] = {"query": str}
+
+    @classmethod
+    def secret_uses(cls, config: Any, inputs: Mapping[str, Any]) -> tuple[SecretUse, ...]:
+        # The URL names its own destination: the policy needs no hosts for it.
+        return (SecretUse(config.connection_secret),)
 
     def describe(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
         return {"query": inputs["query"], "connection": self.config.connection_secret}

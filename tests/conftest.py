@@ -153,6 +153,13 @@ def config(tmp_path: Path, key_file: Path) -> Config:
     )
 
 
+def with_secret_policy(config: Config, policy: dict[str, Any]) -> Config:
+    """`config` with an operator's --secret-policy granting `policy` (written as JSON next to the key)."""
+    path = config.signing_key_file[0].with_name("secret-policy.json")
+    path.write_text(json.dumps(policy))
+    return replace(config, secret_policy=path)
+
+
 @pytest.fixture
 async def connector(config: Config) -> AsyncIterator[Connector]:
     """The real server on a loopback port and a channel to it."""

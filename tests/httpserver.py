@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import ssl
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 
 @dataclass
@@ -23,14 +25,16 @@ class HttpServer:
     port: int = 0
     routes: dict[str, Answer] = field(default_factory=dict)
     seen: list[dict[str, str]] = field(default_factory=list)
+    scheme: str = "http"
 
     def url(self, path: str, host: str = "127.0.0.1") -> str:
-        return f"http://{host}:{self.port}{path}"
+        return f"{self.scheme}://{host}:{self.port}{path}"
 
 
 @contextmanager
-def serve() -> Iterator[HttpServer]:
-    state = HttpServer()
+def serve(tls: tuple[Path, Path] | None = None) -> Iterator[HttpServer]:
+    """The server; with `tls` (certificate, key), over https."""
+    state = HttpServer(scheme="https" if tls else "http")
 
     class Handler(BaseHTTPRequestHandler):
         def _answer(self, with_body: bool) -> None:
@@ -54,6 +58,10 @@ def serve() -> Iterator[HttpServer]:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    if tls is not None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(*tls)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     state.port = server.server_address[1]
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

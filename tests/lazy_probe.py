@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ async def main(key_file: str, state_dir: str, requests: list[bytes]) -> dict[str
         signing_key_file=[Path(key_file)],
         state_dir=Path(state_dir),
         poke_timeout=30.0,  # a first use imports its package within the poke: allow a slow machine
+        secret_policy=Path(os.environ["SENSOR_CONNECTOR_SECRET_POLICY"]),
     )
     server = Server(config)
     await server.startup()

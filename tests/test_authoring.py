@@ -7,7 +7,9 @@ import datetime as dt
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import grpc
 import pytest
 from flyteidl.core import execution_pb2
 from flytekit.extend.backend.base_connector import local_connector_loop
@@ -15,11 +17,12 @@ from flytekit.sensor.base_sensor import SensorMetadata
 from flytekit.sensor.sensor_engine import SensorEngine
 from google.protobuf import json_format
 
+from connector.config import Config
 from sensors import http
 from sensors.flytekit import FileSensor, GlobSensor, HttpSensor, TimeSensor
 
 from .catalog import load_example, request_for, template_of
-from .conftest import S3, Connector
+from .conftest import S3, Connector, with_secret_policy
 from .httpserver import Answer, HttpServer, serve
 
 Phase = execution_pb2.TaskExecution.Phase
@@ -187,13 +190,18 @@ def test_sql_example_runs_locally(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 
 
 async def test_sql_example_is_served(
-    connector: Connector, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    make_connector: Any, config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     db = tmp_path / "sales.db"
     monkeypatch.setenv("SENSOR_CONNECTOR_SECRET_SALES_DB_URL", sales_db(db))
+    # The operator grants the example's secret (a database URL names its own destination).
+    granted = with_secret_policy(config, {"sales-db-url": {}})
+    server = await make_connector(secret_policy=granted.secret_policy)
     example = load_example("sql_sensor")
     query = "select count(*) > 0 from sales where day = '2026-11-24'"
-    meta = await connector.create(request_for(example.wait_for_rows, query=query))
-    assert (await connector.get(meta)).phase == Phase.RUNNING
-    sales_db(db, "2026-11-24")
-    assert (await connector.get(meta)).phase == Phase.SUCCEEDED
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        connector = Connector(server, channel)
+        meta = await connector.create(request_for(example.wait_for_rows, query=query))
+        assert (await connector.get(meta)).phase == Phase.RUNNING
+        sales_db(db, "2026-11-24")
+        assert (await connector.get(meta)).phase == Phase.SUCCEEDED

@@ -12,11 +12,12 @@ import pytest
 from flyteidl.core import execution_pb2
 from google.protobuf import json_format
 
+from connector.config import Config
 from sensors import http, http_client
 from sensors.flytekit import HttpSensor
 
 from .catalog import expect_rejected, request_for
-from .conftest import Connector
+from .conftest import Connector, with_secret_policy
 from .httpserver import Answer, HttpServer, serve
 
 Phase = execution_pb2.TaskExecution.Phase
@@ -27,6 +28,15 @@ async def sessions() -> AsyncIterator[None]:
     """Close the sensor's shared aiohttp sessions of this test's event loop at the end."""
     yield
     await http.close_sessions()
+
+
+@pytest.fixture
+def config(config: Config) -> Config:
+    """The operator grants the tokens these tests name to the loopback test server."""
+    grant = {"hosts": ["127.0.0.1"]}
+    return with_secret_policy(
+        config, {"status-token": grant, "file-token": grant, "AWS_SECRET_ACCESS_KEY": grant}
+    )
 
 
 @pytest.fixture
@@ -212,7 +222,7 @@ async def test_http_refuses_loopback_link_local_and_metadata_without_the_operato
             "http://metadata.google.internal/computeMetadata/v1/",
             "metadata.google.internal is a cloud metadata",
         ),
-        ("http://10.1.2.3/", "private address 10.1.2.3; set allow_private"),
+        ("http://10.1.2.3/", "private address 10.1.2.3, which the connector reaches only if the operator"),
     ]:
         meta = await connector.create(request_for(HttpSensor(name="h"), url=url))
         resource = await connector.get(meta)
@@ -260,38 +270,40 @@ async def test_http_bad_config_and_inputs_are_invalid_arguments(connector: Conne
 
 
 @pytest.mark.parametrize(
-    ("host", "addresses", "allow_private", "refused"),
+    ("host", "addresses", "refused"),
     [
-        ("example.com", ["93.184.215.14"], False, None),
-        ("svc", ["10.0.0.7"], True, None),
-        ("svc", ["10.0.0.7"], False, "private address"),
-        ("svc", ["192.168.1.1", "93.184.215.14"], False, "private address"),
-        ("x", ["::1"], True, "which is refused unless"),
-        ("x", ["fe80::1%eth0"], True, "link-local or cloud metadata"),
-        ("x", ["::ffff:169.254.169.254"], True, "link-local or cloud metadata"),
-        ("x", ["fd00:ec2::254"], True, "link-local or cloud metadata"),
-        ("x", ["0.0.0.0"], True, "which is refused unless"),
-        ("METADATA.GOOGLE.INTERNAL.", ["8.8.8.8"], True, "cloud metadata service"),
+        ("example.com", ["93.184.215.14"], None),
+        ("svc", ["10.0.0.7"], "private address"),
+        ("svc", ["192.168.1.1", "93.184.215.14"], "private address"),
+        ("svc", ["100.64.0.9"], "private address"),
+        ("x", ["::1"], "which is refused unless"),
+        ("x", ["fe80::1%eth0"], "link-local or cloud metadata"),
+        ("x", ["::ffff:169.254.169.254"], "link-local or cloud metadata"),
+        ("x", ["fd00:ec2::254"], "link-local or cloud metadata"),
+        ("x", ["0.0.0.0"], "which is refused unless"),
+        ("METADATA.GOOGLE.INTERNAL.", ["8.8.8.8"], "cloud metadata service"),
     ],
 )
-def test_address_policy(host: str, addresses: list[str], allow_private: bool, refused: str | None) -> None:
-    reason = http.refusal(host, addresses, allow_private)
+def test_address_policy(host: str, addresses: list[str], refused: str | None) -> None:
+    reason = http.refusal(host, addresses)
     assert (reason is None) if refused is None else (reason is not None and refused in reason)
 
 
 def test_the_operator_allow_list_takes_names_addresses_and_ranges(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(http.ALLOW_HOSTS_ENV, "status.internal, 127.0.0.0/8 ,169.254.10.1")
-    assert http.refusal("status.internal", ["10.0.0.1"], False) is None
-    assert http.refusal("localhost", ["127.0.0.1"], False) is None
-    assert http.refusal("localhost", ["127.0.0.1", "::1"], False) is not None
-    assert http.refusal("x", ["169.254.10.1"], False) is None
-    assert http.refusal("x", ["169.254.169.254"], False) is not None
+    monkeypatch.setenv(http.ALLOW_HOSTS_ENV, "status.internal, 127.0.0.0/8 ,169.254.10.1, 10.20.0.0/16")
+    assert http.refusal("status.internal", ["10.0.0.1"]) is None
+    assert http.refusal("localhost", ["127.0.0.1"]) is None
+    assert http.refusal("localhost", ["127.0.0.1", "::1"]) is not None
+    assert http.refusal("x", ["169.254.10.1"]) is None
+    assert http.refusal("x", ["169.254.169.254"]) is not None
+    assert http.refusal("svc", ["10.20.3.4"]) is None
+    assert http.refusal("svc", ["10.21.3.4"]) is not None
 
 
 async def test_the_resolver_aiohttp_connects_with_refuses_too(monkeypatch: pytest.MonkeyPatch) -> None:
     # A name whose answer changed after the pre-check is caught where aiohttp connects.
     monkeypatch.delenv(http.ALLOW_HOSTS_ENV, raising=False)
-    resolver = http_client.CheckingResolver(allow_private=True)
+    resolver = http_client.CheckingResolver()
     try:
         with pytest.raises(http.RefusedAddress, match="localhost resolves to"):
             await resolver.resolve("localhost", 80)
@@ -311,7 +323,7 @@ async def test_shutdown_closes_the_shared_http_session(config, web: HttpServer) 
             c = Connector(server, channel)
             web.routes["/up"] = Answer(200, b"ok")
             await c.get(await c.create(request_for(HttpSensor(name="h"), url=web.url("/up"))))
-        session = next(iter(http_client._sessions[asyncio.get_running_loop()].values()))
+        session = http_client._sessions[asyncio.get_running_loop()]
         assert not session.closed
     finally:
         server.request_exit()

@@ -31,8 +31,11 @@ Phase = execution_pb2.TaskExecution.Phase
 
 def test_an_idle_server_has_not_imported_them_and_first_uses_work(tmp_path: Path, key_file: Path) -> None:
     db = tmp_path / "ready.db"
+    policy = tmp_path / "secret-policy.yaml"
+    policy.write_text("ready-db: {}\n")
     env = {
         **os.environ,
+        "SENSOR_CONNECTOR_SECRET_POLICY": str(policy),
         "SENSOR_CONNECTOR_SECRET_READY_DB": f"sqlite:///{db}",
         http.ALLOW_HOSTS_ENV: "127.0.0.1",
     }

@@ -17,13 +17,14 @@ from flyteidl.core import execution_pb2, tasks_pb2
 from flytekit.sensor import FileSensor as StockFileSensor
 from google.protobuf import json_format
 
+from connector.config import Config
 from sensors import http
 from sensors.base import ConfigError
 from sensors.flytekit import FileSensor, GlobSensor, HttpSensor, SqlSensor, TimeSensor, sensor_policy
 from sensors.policy import Policy
 
 from .catalog import expect_rejected, request_for, template_of
-from .conftest import Clock, Connector, engine_of
+from .conftest import Clock, Connector, engine_of, with_secret_policy
 from .httpserver import Answer, HttpServer, serve
 
 Phase = execution_pb2.TaskExecution.Phase
@@ -303,6 +304,12 @@ def web(monkeypatch: pytest.MonkeyPatch) -> Iterator[HttpServer]:
     with serve() as server:
         server.routes["/health"] = Answer(503, b"starting")
         yield server
+
+
+@pytest.fixture
+def config(config: Config) -> Config:
+    """The operator grants SqlSensor's database secret."""
+    return with_secret_policy(config, {"policy-db": {}})
 
 
 @pytest.fixture

@@ -10,13 +10,22 @@ import pytest
 from flyteidl.core import execution_pb2
 from google.protobuf import json_format
 
+from connector.config import Config
 from sensors.flytekit import SqlSensor
 
 from .catalog import expect_rejected, request_for
-from .conftest import Connector
+from .conftest import Connector, with_secret_policy
 
 Phase = execution_pb2.TaskExecution.Phase
 QUERY = "select count(*) > 0 from sales where day = '2026-11-24'"
+
+
+@pytest.fixture
+def config(config: Config) -> Config:
+    """The operator grants the database secrets these tests name (a URL names its own destination)."""
+    return with_secret_policy(
+        config, {name: {} for name in ("sales-db-url", "db-url", "SALES_DB_URL", "warehouse", "X")}
+    )
 
 
 @pytest.fixture

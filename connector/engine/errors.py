@@ -40,6 +40,12 @@ class FailedPrecondition(RequestError):
     code = grpc.StatusCode.FAILED_PRECONDITION
 
 
+class PermissionDenied(RequestError):
+    """The request is well formed but asks for what the operator has not allowed (a secret's scope)."""
+
+    code = grpc.StatusCode.PERMISSION_DENIED
+
+
 class Unimplemented(RequestError):
     """The engine serving this task category does not offer the call (e.g. logs of a category without any)."""
 

@@ -165,7 +165,8 @@ class Metrics:
         self.rejected = Counter(
             f"{OWN_PREFIX}resource_meta_rejected",
             "GetTask calls whose resource_meta this replica could not serve, by reason (unknown_key: "
-            "signed with a key it lacks; invalid, category, sensor_unavailable: the task fails)",
+            "signed with a key it lacks; invalid, category, sensor_unavailable, secret_policy: "
+            "the task fails)",
             ["reason"],
             registry=own,
         )

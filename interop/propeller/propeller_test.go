@@ -190,6 +190,11 @@ func TestConnectorPlugin(t *testing.T) {
 	dir := t.TempDir()
 	db := filepath.Join(dir, "sales.db")
 	python(t, "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.execute('create table sales (day text)'); c.commit()", db)
+	// The operator grants SqlSensor's database secret (a URL names its own destination: no hosts).
+	policy := filepath.Join(dir, "secret-policy.json")
+	if err := os.WriteFile(policy, []byte(`{"sales-db-url": {}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	h := &harness{
 		ep:  newEndpoints("interop"),
 		dir: dir,
@@ -197,6 +202,7 @@ func TestConnectorPlugin(t *testing.T) {
 		env: []string{
 			"SENSOR_CONNECTOR_HTTP_ALLOW_HOSTS=127.0.0.1",
 			"SENSOR_CONNECTOR_SECRET_SALES_DB_URL=sqlite:///" + db,
+			"SENSOR_CONNECTOR_SECRET_POLICY=" + policy,
 		},
 	}
 	var err error

@@ -19,7 +19,8 @@ from sensors.registry import SensorRegistry, UnavailableSensorError, UnknownSens
 from ...state import literals
 from ...state.category import TaskCategory
 from ...state.codec import Execution, SensorState
-from ..errors import FailedPrecondition, InvalidArgument, NotFound
+from ..errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from ..secret_policy import SecretPolicy, task_refusal
 from .answer import MET_OUTPUT
 
 #: Modules whose classes may be named by their bare class name (our own authoring classes).
@@ -31,8 +32,13 @@ def check(
     sensors: SensorRegistry,
     category: TaskCategory,
     now: dt.datetime,
+    secrets: SecretPolicy | None = None,
 ) -> SensorState:
-    """The state a CreateTask request asks for, or a RequestError saying what is wrong with it."""
+    """The state a CreateTask request asks for, or a RequestError saying what is wrong with it.
+
+    The secrets it would use are checked against the operator's secret policy (`secrets`; None
+    grants none) before anything is read: PermissionDenied says what the operator would have to allow.
+    """
     template = request.template
     if not template.HasField("custom") or not template.custom.fields:
         raise InvalidArgument(
@@ -54,6 +60,10 @@ def check(
         config = cls.prepare(config, inputs, tuple(o for o in outputs if o != MET_OUTPUT))
     except (ConfigError, literals.LiteralError) as exc:
         raise InvalidArgument(str(exc)) from None
+    execution = execution_of(request)
+    refused = task_refusal(secrets, cls, config, inputs, execution)
+    if refused is not None:
+        raise PermissionDenied(refused)
     return SensorState(
         category=category,
         sensor=cls.name,
@@ -62,7 +72,7 @@ def check(
         created_at=now.replace(microsecond=0),
         outputs=outputs,
         policy=policy,
-        execution=execution_of(request),
+        execution=execution,
     )
 
 

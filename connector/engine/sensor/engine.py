@@ -40,6 +40,7 @@ from ...state.codec import (
 )
 from ..base import Engine, TimeWindow
 from ..errors import InvalidArgument
+from ..secret_policy import SecretPolicy, task_refusal
 from . import answer, create, report
 from .poke import Outcome, PokeOutcome, poke
 
@@ -91,6 +92,7 @@ class SensorEngine(Engine):
         on_event: Callable[[str, str], None] | None = None,
         cache_entries: int = 4096,
         clock: Callable[[], dt.datetime] = _NOW_UTC,
+        secrets: SecretPolicy | None = None,
     ) -> None:
         self.sensors = sensors
         self.codec = codec
@@ -105,11 +107,13 @@ class SensorEngine(Engine):
         self._tasks: OrderedDict[bytes, Task] = OrderedDict()
         self.cache_entries = cache_entries
         self.clock = clock
+        #: Which secret may be used where (--secret-policy); None grants no secret at all.
+        self.secrets = secrets
 
     # -- Create -------------------------------------------------------------------------------
     async def create(self, request: agent_pb2.CreateTaskRequest) -> bytes:
         """Check the template and inputs against the sensor and pack them into signed resource_meta."""
-        state = create.check(request, self.sensors, self.category, self.clock())
+        state = create.check(request, self.sensors, self.category, self.clock(), self.secrets)
         try:
             blob = self.codec.encode(state)
         except TypeError as exc:
@@ -183,6 +187,10 @@ class SensorEngine(Engine):
         except (UnknownSensorError, UnavailableSensorError) as exc:
             message = f"this connector cannot run {state.sensor} any more: {exc}"
             return Unservable(Phase.FAILED, message, "sensor_unavailable")
+        # resource_meta outlives policy changes: a grant withdrawn since Create fails the task.
+        refused = task_refusal(self.secrets, cls, state.config, state.inputs, state.execution)
+        if refused is not None:
+            return Unservable(Phase.FAILED, f"this task may no longer run: {refused}", "secret_policy")
         try:
             task = self._build(resource_meta, state, cls(state.config))
         except Exception as exc:  # a sensor that cannot take its own kept config: a bug, but the task's
