@@ -235,6 +235,13 @@ def main() -> int:
     parser.add_argument(
         "--user-gets", type=int, default=5_000, help="measured GetTask of the user-sensor row (0: no row)"
     )
+    parser.add_argument(
+        "--user-max-staleness",
+        type=float,
+        default=None,
+        help="--max-staleness of this connector in the user-sensor row (default: its own, 1 s; 0: every "
+        "Get pokes, as flytekit's does)",
+    )
     args = parser.parse_args()
     if args.quick:
         args.gets, args.soak, args.starts = min(args.gets, 6_000), min(args.soak, 20_000), 2
@@ -279,7 +286,10 @@ def user_sensor_row(args: argparse.Namespace, tmp: str, wanted: set[str]) -> dic
         for server in servers(f"{tmp}/state-user"):
             if server.name in wanted and server.name != FLOOR:
                 print(f"starting {server.name} with a user sensor module …", file=sys.stderr, flush=True)
-                running[server.name] = start(server, args, USER_ENV)
+                env = dict(USER_ENV)
+                if args.user_max_staleness is not None:
+                    env["SENSOR_CONNECTOR_MAX_STALENESS"] = str(args.user_max_staleness)
+                running[server.name] = start(server, args, env)
         print("loading them with the user sensor …", file=sys.stderr, flush=True)
         return load(running, args, tmp, user=True)
     finally:
@@ -294,7 +304,8 @@ def user_table(user: dict[str, dict[str, Any]], args: argparse.Namespace) -> lis
     p99 = [f"{r['p99_ms']:.2f}" if r else "—" for r in (flytekit, ours)]
     errors = [f"{r['errors']}" if r else "—" for r in (flytekit, ours)]
     return [
-        f"user sensor (a BaseSensor subclass, {args.user_gets:,} measured Gets in {args.rounds} rounds):",
+        f"user sensor (a BaseSensor subclass, {args.user_gets:,} measured Gets in {args.rounds} rounds, "
+        f"--max-staleness {'default' if args.user_max_staleness is None else args.user_max_staleness}):",
         f"| figure | {FLYTEKIT} | {OURS} | ours / flytekit |",
         "|---|---|---|---|",
         f"| server CPU per GetTask, ms | {cells[0]} | {cells[1]} | {ratio} |",
