@@ -405,3 +405,22 @@ def test_try_runs_a_user_sensor(served: Served, user_site: Path, tmp_path: Path)
     )  # fmt: skip
     assert wrong.returncode == 2
     assert wrong.stderr == f"sensor-connector try: {MARKER} takes no input table; it takes path.\n"
+
+
+def test_an_async_poke_that_never_returns_is_cancelled_and_frees_its_slot(
+    user_site: Path, key_file: Path
+) -> None:
+    up = serve_user_sensors(
+        user_site, key_file, "--poke-timeout", "1", "--user-pokes-per-sensor", "1", "--max-staleness", "0"
+    )
+    try:
+        served = Served(up.process, up.metrics_port)
+        meta = served.create(request("user_stuck.json", inputs(path="x")))
+        answers = [served.get(meta).message for _ in range(3)]
+        # Each poke awaits forever, runs out of its budget and is cancelled at its `await`: the class's
+        # one slot comes back, so later Gets poke again rather than being told every slot is held.
+        assert answers[0] == answers[2] == "the poke ran out of its 1s budget; will poke again."
+        stuck = (("sensor", "mysensors.markers.StuckSensor"),)
+        assert scrape(up.metrics_port)[("flyte_sensor_connector_user_pokes_abandoned_total", stuck)] >= 2
+    finally:
+        up.process.stop()
