@@ -64,7 +64,12 @@ def wait_serving(port: int, proc: subprocess.Popen[bytes], deadline: float) -> N
 
 def file_sensor_template() -> tasks_pb2.TaskTemplate:
     """The TaskTemplate of a stock flytekit FileSensor (tests/vectors/file_sensor.json)."""
-    return json_format.Parse(TEMPLATE_FILE.read_text(), tasks_pb2.TaskTemplate())
+    return template_from(str(TEMPLATE_FILE))
+
+
+def template_from(path: str) -> tasks_pb2.TaskTemplate:
+    """A TaskTemplate serialized by stock flytekit, from its JSON file (tests/vectors)."""
+    return json_format.Parse(Path(path).read_text(), tasks_pb2.TaskTemplate())
 
 
 def create_request(

@@ -43,6 +43,13 @@ from common import free_port, rss_mib, wait_serving
 
 HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
+#: A user's own flytekit sensor (a BaseSensor subclass as flytekit's docs show it, input `path`), its
+#: stock-flytekit template, and the environment that puts its package on both connectors' path.
+USER_TEMPLATE = HERE.parent / "tests" / "vectors" / "user_marker.json"
+USER_ENV = {
+    "PYTHONPATH": str(HERE.parent / "tests" / "fixtures" / "user_pkg"),
+    "SENSOR_CONNECTOR_SENSOR_MODULES": "mysensors.markers",
+}
 
 FLOOR, FLYTEKIT, OURS = "floor (empty grpc.aio)", "flytekit connector", "flyte-sensor-connector"
 
@@ -98,11 +105,12 @@ class Running:
     rss_idle_mib: float
 
 
-def start(server: Server, args: argparse.Namespace) -> Running:
+def start(server: Server, args: argparse.Namespace, extra_env: dict[str, str] | None = None) -> Running:
     """Start `server` `--starts` times (start-up time, idle RSS: medians); the last start keeps running."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(extra_env or {})}
     starts, idle = [], []
-    for attempt in range(args.starts):
+    count = 1 if extra_env else args.starts
+    for attempt in range(count):
         port = free_port()
         t0 = time.monotonic()
         proc = subprocess.Popen(
@@ -118,7 +126,7 @@ def start(server: Server, args: argparse.Namespace) -> Running:
             raise
         starts.append(time.monotonic() - t0)
         idle.append(rss_mib(proc.pid))
-        if attempt == args.starts - 1:
+        if attempt == count - 1:
             return Running(proc, port, statistics.median(starts), statistics.median(idle))
         stop(proc)
     raise ValueError("--starts must be at least 1")
@@ -129,13 +137,19 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
     proc.wait(timeout=60)
 
 
-def load(running: dict[str, Running], args: argparse.Namespace, tmp: str) -> dict[str, dict[str, Any]]:
+def load(
+    running: dict[str, Running], args: argparse.Namespace, tmp: str, user: bool = False
+) -> dict[str, dict[str, Any]]:
     """The same load on every running server, from one client process, in interleaved rounds."""
     client = [sys.executable, str(HERE / "load.py"), "--dir", tmp]
     for name, server in running.items():
         client += ["--target", f"{name}={server.port}:{server.proc.pid}"]
     client += ["--sensors", str(args.sensors), "--concurrency", str(args.concurrency)]
-    client += ["--gets", str(args.gets), "--rounds", str(args.rounds), "--soak", str(args.soak)]
+    if user:
+        client += ["--template", str(USER_TEMPLATE), "--warmup", str(args.user_gets // 5)]
+        client += ["--gets", str(args.user_gets), "--rounds", str(args.rounds), "--soak", "0"]
+    else:
+        client += ["--gets", str(args.gets), "--rounds", str(args.rounds), "--soak", str(args.soak)]
     measured: dict[str, dict[str, Any]] = json.loads(
         subprocess.run(client, check=True, capture_output=True).stdout
     )
@@ -218,10 +232,21 @@ def main() -> int:
     parser.add_argument("--sensors", type=int, default=500)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--only", action="append", choices=("floor", "flytekit", "ours"), help="repeatable")
+    parser.add_argument(
+        "--user-gets", type=int, default=5_000, help="measured GetTask of the user-sensor row (0: no row)"
+    )
+    parser.add_argument(
+        "--user-max-staleness",
+        type=float,
+        default=None,
+        help="--max-staleness of this connector in the user-sensor row (default: its own, 1 s; 0: every "
+        "Get pokes, as flytekit's does)",
+    )
     args = parser.parse_args()
     if args.quick:
         args.gets, args.soak, args.starts = min(args.gets, 6_000), min(args.soak, 20_000), 2
         args.rounds = min(args.rounds, 3)
+        args.user_gets = min(args.user_gets, 1_500)
     picked = {"floor": FLOOR, "flytekit": FLYTEKIT, "ours": OURS}
     wanted = {picked[o] for o in args.only} if args.only else set(picked.values())
     running: dict[str, Running] = {}
@@ -236,6 +261,7 @@ def main() -> int:
         finally:
             for up in running.values():
                 stop(up.proc)
+        user = user_sensor_row(args, tmp, wanted) if args.user_gets else {}
     print(
         f"{args.sensors} FileSensors on missing local paths, {args.concurrency} concurrent GetTask loops, "
         f"{args.gets:,} measured Gets per server in {args.rounds} interleaved rounds, {os.cpu_count()} CPUs\n"
@@ -244,10 +270,56 @@ def main() -> int:
     print("\nserver CPU per GetTask by round, ms (the table gives each server's median):")
     for name, r in results.items():
         print(f"- {name}: " + ", ".join(f"{c:.3f}" for c in r["cpu_ms_per_get_rounds"]))
+    if user:
+        print()
+        print("\n".join(user_table(user, args)))
     print()
-    for text, met in goals(results):
+    for text, met in goals(results) + user_goals(user):
         print(f"- {'met' if met else 'NOT met' if met is not None else 'not measured'}: {text}")
     return 0
+
+
+def user_sensor_row(args: argparse.Namespace, tmp: str, wanted: set[str]) -> dict[str, dict[str, Any]]:
+    """A user's own BaseSensor (mysensors.markers.MarkerSensor) through flytekit's connector and ours."""
+    running: dict[str, Running] = {}
+    try:
+        for server in servers(f"{tmp}/state-user"):
+            if server.name in wanted and server.name != FLOOR:
+                print(f"starting {server.name} with a user sensor module …", file=sys.stderr, flush=True)
+                env = dict(USER_ENV)
+                if args.user_max_staleness is not None:
+                    env["SENSOR_CONNECTOR_MAX_STALENESS"] = str(args.user_max_staleness)
+                running[server.name] = start(server, args, env)
+        print("loading them with the user sensor …", file=sys.stderr, flush=True)
+        return load(running, args, tmp, user=True)
+    finally:
+        for up in running.values():
+            stop(up.proc)
+
+
+def user_table(user: dict[str, dict[str, Any]], args: argparse.Namespace) -> list[str]:
+    flytekit, ours = user.get(FLYTEKIT), user.get(OURS)
+    cells = [f"{r['cpu_ms_per_get']:.3f}" if r else "—" for r in (flytekit, ours)]
+    ratio = f"{ours['cpu_ms_per_get'] / flytekit['cpu_ms_per_get']:.2f}x" if flytekit and ours else "—"
+    p99 = [f"{r['p99_ms']:.2f}" if r else "—" for r in (flytekit, ours)]
+    errors = [f"{r['errors']}" if r else "—" for r in (flytekit, ours)]
+    return [
+        f"user sensor (a BaseSensor subclass, {args.user_gets:,} measured Gets in {args.rounds} rounds, "
+        f"--max-staleness {'default' if args.user_max_staleness is None else args.user_max_staleness}):",
+        f"| figure | {FLYTEKIT} | {OURS} | ours / flytekit |",
+        "|---|---|---|---|",
+        f"| server CPU per GetTask, ms | {cells[0]} | {cells[1]} | {ratio} |",
+        f"| p99 latency, ms | {p99[0]} | {p99[1]} | — |",
+        f"| GetTask errors | {errors[0]} | {errors[1]} | — |",
+    ]
+
+
+def user_goals(user: dict[str, dict[str, Any]]) -> list[tuple[str, bool | None]]:
+    flytekit, ours = user.get(FLYTEKIT), user.get(OURS)
+    if not ours:
+        return []
+    met = None if not flytekit else ours["cpu_ms_per_get"] <= 0.5 * flytekit["cpu_ms_per_get"]
+    return [("user sensor: server CPU per GetTask ≤ 0.5x flytekit's", met)]
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ import sys
 import time
 
 import grpc
-from common import cpu_seconds, create_request, file_sensor_template, rss_mib
+from common import cpu_seconds, create_request, file_sensor_template, rss_mib, template_from
 from flyteidl.admin import agent_pb2
 from flyteidl.service import agent_pb2_grpc
 
@@ -74,7 +74,7 @@ async def drive(target: Target, count: int, concurrency: int, measured: bool) ->
 
 
 async def run(args: argparse.Namespace) -> dict[str, dict[str, float]]:
-    template = file_sensor_template()
+    template = template_from(args.template) if args.template else file_sensor_template()
     creates = [create_request(template, f"{args.dir}/missing-{i}", "/tmp/out") for i in range(args.sensors)]
     targets = [Target(spec) for spec in args.target]
     try:
@@ -118,6 +118,9 @@ def main() -> int:
         "--target", action="append", required=True, help="NAME=PORT:PID of a server to load (repeatable)"
     )
     parser.add_argument("--dir", required=True, help="where the awaited paths would be")
+    parser.add_argument(
+        "--template", help="a TaskTemplate JSON whose one input is `path` (default: stock FileSensor)"
+    )
     parser.add_argument("--sensors", type=int, default=500)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--warmup", type=int, default=2000)

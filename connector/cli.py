@@ -9,11 +9,16 @@ import json
 import sys
 from collections.abc import Sequence
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .config import Config, env_name, from_env, parse_value
 from .observe import logs
+
+if TYPE_CHECKING:
+    from sensors.registry import SensorRegistry
+
+    from .engine.user.sensors import UserModules
 
 
 def _add_serve_options(parser: argparse.ArgumentParser) -> None:
@@ -56,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
         "sensors", help="list the sensor catalog", description="List registered sensors."
     )
     sensors.add_argument("--json", action="store_true", help="print JSON for scripts instead of a table")
+    _add_sensor_modules(sensors, "also list")
     trial = sub.add_parser(
         "try",
         help="run one sensor through a connector as flytepropeller does",
@@ -92,7 +98,34 @@ def build_parser() -> argparse.ArgumentParser:
     trial.add_argument(
         "--tls", action="store_true", help="connect with TLS (system CAs) instead of plaintext"
     )
+    _add_sensor_modules(trial, "type the inputs of")
     return parser
+
+
+def _add_sensor_modules(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--sensor-modules",
+        default=None,
+        metavar="MODULE[,MODULE...]",
+        help=f"{what} the flytekit sensors of these modules, as `serve --sensor-modules` serves them "
+        "(env SENSOR_CONNECTOR_SENSOR_MODULES); they are imported here",
+    )
+
+
+def _registry(modules: str | None) -> tuple[SensorRegistry, UserModules]:
+    """The catalog plus the user sensors of `modules` (else of SENSOR_CONNECTOR_SENSOR_MODULES)."""
+    from sensors.registry import load_registry
+
+    from .engine.user import sensors as user_sensors
+    from .engine.user.pokes import PokeRunner
+
+    listed: list[str] = (
+        from_env().get("sensor_modules", [])
+        if modules is None
+        else [m.strip() for m in modules.split(",") if m.strip()]
+    )
+    registry = load_registry()
+    return registry, user_sensors.load(listed, registry, PokeRunner(threads=1, per_sensor=1))
 
 
 def serve(config: Config) -> int:
@@ -121,35 +154,32 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"sensor-connector: {exc}", file=sys.stderr)
             return 1
     if args.command == "sensors":
-        return list_sensors(as_json=args.json)
+        return list_sensors(as_json=args.json, modules=args.sensor_modules)
     if args.command == "try":
         return try_sensor(args)
     parser.print_help()
     return 2
 
 
-def list_sensors(*, as_json: bool) -> int:
-    """Print the catalog: a table, or JSON."""
-    from sensors.registry import load_registry
-
+def list_sensors(*, as_json: bool, modules: str | None = None) -> int:
+    """Print the catalog (with the user sensors of `modules`): a table, or JSON."""
     from .client.catalog import catalog, table
 
-    data = catalog(load_registry())
+    registry, user = _registry(modules)
+    data = catalog(registry, user)
     print(json.dumps(data, indent=2) if as_json else table(data))
     return 0
 
 
 def try_sensor(args: argparse.Namespace) -> int:
     """Run `try`; usage errors exit 2 with one sentence."""
-    from sensors.registry import load_registry
-
     from .client.trycmd import TryOptions, UsageError, run
 
     opts = TryOptions(
         args.endpoint, args.sensor, args.inputs, args.config, args.interval, args.timeout, tls=args.tls
     )
     try:
-        return asyncio.run(run(load_registry(), opts))
+        return asyncio.run(run(_registry(args.sensor_modules)[0], opts))
     except UsageError as exc:
         print(f"sensor-connector try: {exc}", file=sys.stderr)
         return 2

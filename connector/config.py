@@ -98,8 +98,9 @@ class Config:
     )
     max_staleness: float = _opt(
         1.0,
-        "seconds an object-store answer may serve other pokes asking the same, counted from when its "
-        "request started; 0 = every poke asks the store itself",
+        "seconds an object-store answer (or a user sensor's True/False for the same class, config and "
+        "inputs) may serve other pokes asking the same, counted from when its request started; "
+        "0 = every poke asks the store itself",
     )
     fs_cache_entries: int = _opt(
         50_000, "object-store answers and listed items kept for sharing at most (an LRU)"
@@ -115,6 +116,18 @@ class Config:
         "protocols whose filesystem support is imported at start-up instead of on first use "
         "(comma-separated, e.g. s3,gs)",
         metavar="PROTOCOL",
+    )
+    sensor_modules: list[str] = _opt(
+        [],
+        "modules whose flytekit BaseSensor subclasses this connector serves, imported once at start-up "
+        "(comma-separated); they run inside the connector with its credentials: list only code you trust",
+        metavar="MODULE",
+    )
+    user_pokes_per_sensor: int = _opt(
+        4, "pokes of one user sensor class (from --sensor-modules) that may run at once"
+    )
+    user_poke_threads: int = _opt(
+        16, "worker threads for the pokes of user sensors, all classes together (kept off the event loop)"
     )
     log_level: str = _opt("INFO", "log level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     log_format: str = _opt("text", "log line format", choices=("text", "json"))
@@ -147,6 +160,13 @@ class Config:
                 raise ValueError(f"--{name.replace('_', '-')} must be zero or more seconds")
         if self.max_staleness < 0:
             raise ValueError("--max-staleness must be zero (no sharing) or more seconds")
+        if self.user_pokes_per_sensor < 1:
+            raise ValueError("--user-pokes-per-sensor must be at least 1")
+        if self.user_poke_threads < 1:
+            raise ValueError("--user-poke-threads must be at least 1")
+        for module in self.sensor_modules:
+            if not all(part.isidentifier() for part in module.split(".")):
+                raise ValueError(f"--sensor-modules: {module!r} is not a dotted module name")
         if self.fs_cache_entries < 1:
             raise ValueError("--fs-cache-entries must be at least 1")
         if (self.tls_cert_file is None) != (self.tls_key_file is None):

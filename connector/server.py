@@ -19,6 +19,9 @@ from .config import Config
 from .engine.registry import EngineRegistry
 from .engine.secret_policy import SecretPolicy
 from .engine.sensor import SensorEngine
+from .engine.user import sensors as user_sensors
+from .engine.user.pokes import PokeRunner
+from .engine.user.sensors import UserModules
 from .observe.metrics import Metrics
 from .state.codec import Codec
 from .state.keys import load_keyring
@@ -34,7 +37,11 @@ SERVICE_NAMES = tuple(
 
 
 def build_engines(
-    config: Config, sensors: SensorRegistry, store: Store, metrics: Metrics | None = None
+    config: Config,
+    sensors: SensorRegistry,
+    store: Store,
+    metrics: Metrics | None = None,
+    user: UserModules | None = None,
 ) -> EngineRegistry:
     """The engines this connector serves, wired to the signing keys, the store and, if given, the metrics."""
     keyring = load_keyring(config.signing_key_file, config.state_dir)
@@ -49,6 +56,7 @@ def build_engines(
         on_event=metrics.engine_event if metrics is not None else None,
         cache_entries=config.state_cache_entries,
         secrets=SecretPolicy.load(config.secret_policy) if config.secret_policy is not None else None,
+        user=user,
     )
     engines.register(engine)
     return engines
@@ -65,14 +73,23 @@ class Server:
         self.skip_drain = asyncio.Event()
         self.health = health.aio.HealthServicer()
         self.sensors = load_registry()
+        self.metrics = Metrics()
+        # Users' own flytekit sensors: only the modules the operator listed, imported once, here.
+        self.user_pokes = PokeRunner(
+            threads=config.user_poke_threads,
+            per_sensor=config.user_pokes_per_sensor,
+            on_abandoned=self.metrics.user_poke_abandoned,
+        )
+        self.user_modules = user_sensors.load(
+            config.sensor_modules, self.sensors, self.user_pokes, max_staleness=config.max_staleness
+        )
         # Files and object stores: this server's own; backends import on first use unless preloaded.
         self.store = Store(store_settings(config))
         self.store.preload()
         for sensor in self.sensors:
             sensor.warm_up()
-        self.metrics = Metrics()
         self.metrics.watch_store(self.store.stats.snapshot)
-        self.engines = build_engines(config, self.sensors, self.store, self.metrics)
+        self.engines = build_engines(config, self.sensors, self.store, self.metrics, self.user_modules)
         self._grpc: grpc.aio.Server | None = None
         self.limiters: tuple[Limiter, ...] = ()
 
@@ -143,6 +160,8 @@ class Server:
         for name in ("", *SERVICE_NAMES):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         sensors = ", ".join(cls.name for cls in self.sensors)
+        for module, reason in self.user_modules.failed.items():
+            sensors += f"; module {module} failed to import ({reason})"
         tls = "TLS" if cfg.tls_cert_file else "plaintext"
         log.info("listening on %s:%d (%s); sensors: %s", cfg.host, self.port, tls, sensors)
 
@@ -180,6 +199,7 @@ class Server:
         for sensor in self.sensors:
             await sensor.close()
         await self.store.close()
+        self.user_pokes.close()
         self.metrics.stop()
         log.info("stopped")
 

@@ -308,7 +308,16 @@ def check_default(docs: list[dict[str, Any]]) -> str:
     expect(env["SENSOR_CONNECTOR_MAX_CONNECTION_AGE"] == "300", "default: max connection age")
     unset = [
         n
-        for n in ("MAX_PENDING_RPCS", "MAX_STALENESS", "FS_CACHE_ENTRIES", "STATE_CACHE_ENTRIES", "PRELOAD")
+        for n in (
+            "MAX_PENDING_RPCS",
+            "MAX_STALENESS",
+            "FS_CACHE_ENTRIES",
+            "STATE_CACHE_ENTRIES",
+            "PRELOAD",
+            "SENSOR_MODULES",
+            "USER_POKES_PER_SENSOR",
+            "USER_POKE_THREADS",
+        )
         if f"SENSOR_CONNECTOR_{n}" in env
     ]
     expect(not unset, f"default: options left null are passed anyway: {unset}")
@@ -472,6 +481,9 @@ def check_tuned(docs: list[dict[str, Any]]) -> str:
         "SENSOR_CONNECTOR_FS_CACHE_ENTRIES": "4096",
         "SENSOR_CONNECTOR_STATE_CACHE_ENTRIES": "100000",
         "SENSOR_CONNECTOR_PRELOAD": "s3,gcs",
+        "SENSOR_CONNECTOR_SENSOR_MODULES": "mysensors.tables,mysensors.vendor",
+        "SENSOR_CONNECTOR_USER_POKES_PER_SENSOR": "2",
+        "SENSOR_CONNECTOR_USER_POKE_THREADS": "8",
     }
     got = {k: env.get(k) for k in want}
     expect(got == want, f"tuned: options passed as {got}, not {want}")

@@ -137,6 +137,7 @@ refuse "an empty key list" "/signingKey.*keys" --set 'signingKey.keys=null'
 refuse "a bad log format" "/config/logFormat" --set config.logFormat=xml
 refuse "a secret policy field that does not exist" "additional properties 'host'" --set 'secretPolicy.token.host={x}'
 refuse "a secret policy naming a path" "'../token' does not match pattern" --set-json 'secretPolicy={"../token":{}}'
+refuse "a sensor module that is not a dotted module name" "/sensorModules" --set 'sensorModules={my-sensors}'
 refuse "Kubernetes 1.26 (no native gRPC probes)" "requires kubeVersion" --kube-version 1.26.0
 "$HELM" template sensor-connector "$CHART" --namespace flyte --kube-version 1.27.0 --set signingKey.generate=true >/dev/null \
     || die "helm template refuses Kubernetes 1.27"
@@ -146,6 +147,8 @@ echo "accepted Kubernetes 1.27.0 (the chart's kubeVersion floor)"
 render tuned --set signingKey.generate=true --set config.maxPendingRpcs=1000000 \
     --set-json config.maxStaleness=0.5 --set config.fsCacheEntries=4096 --set config.stateCacheEntries=100000 \
     --set 'config.preload={s3,gcs}' --set propeller.resolver=dns --set tests.enabled=false \
+    --set 'sensorModules={mysensors.tables,mysensors.vendor}' --set config.userPokesPerSensor=2 \
+    --set config.userPokeThreads=8 \
     --set fullnameOverride=flyteconnector --set 'propeller.rbac.serviceAccounts[0].name=flyte-backend-flyte-binary'
 
 "$HELM" package "$CHART" --destination "$OUT" >/dev/null || die "helm package"

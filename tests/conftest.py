@@ -360,3 +360,21 @@ def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         for family in metric_families(port).values()
         for sample in family.samples
     }
+
+
+@pytest.fixture(scope="session")
+def user_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """tests/fixtures/user_pkg (users' own flytekit sensors) pip-installed (offline, no build isolation)
+    into a directory of its own: what an operator puts on the connector's path. Never imported here."""
+    import shutil
+
+    source = tmp_path_factory.mktemp("user_src") / "user_pkg"
+    shutil.copytree(ROOT / "tests" / "fixtures" / "user_pkg", source)  # the build writes into its source
+    target = tmp_path_factory.mktemp("user_site")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-deps",
+         "--no-build-isolation", "--no-index", "--target", str(target), str(source)],
+        check=True,
+    )  # fmt: skip
+    assert (target / "mysensors" / "markers.py").exists()
+    return target

@@ -54,8 +54,9 @@ async def test_user_sensor_unknown_to_the_catalog_is_not_imported(connector: Con
         template=load_template("user_sensor.json"), inputs=inputs(table="t")
     )
     code, msg = await status_of(connector.agent.CreateTask(request))
-    assert code == grpc.StatusCode.NOT_FOUND
-    assert "tests.vectors.user_sensors.WaitForTable" in msg and "FileSensor" in msg
+    # Not in the catalog and its module not allowed: the answer names the module and the option.
+    assert code == grpc.StatusCode.FAILED_PRECONDITION
+    assert "'tests.vectors.user_sensors' is not allowed" in msg and "--sensor-modules" in msg
     import sys
 
     assert "tests.vectors.user_sensors" not in sys.modules
@@ -64,8 +65,8 @@ async def test_user_sensor_unknown_to_the_catalog_is_not_imported(connector: Con
 async def test_module_named_by_request_is_never_imported(connector: Connector) -> None:
     request = file_sensor_request("/tmp/x")
     request.template.custom["sensor_module"] = "antigravity"
-    code, _ = await status_of(connector.agent.CreateTask(request))
-    assert code == grpc.StatusCode.NOT_FOUND
+    code, msg = await status_of(connector.agent.CreateTask(request))
+    assert code == grpc.StatusCode.FAILED_PRECONDITION and "'antigravity' is not allowed" in msg
     import sys
 
     assert "antigravity" not in sys.modules

@@ -5,12 +5,15 @@ from __future__ import annotations
 import dataclasses
 import typing
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sensors.base import Sensor, type_name
 from sensors.registry import SensorRegistry
 
 from ..state.category import SENSOR_CATEGORY
+
+if TYPE_CHECKING:
+    from ..engine.user.sensors import UserModules
 
 
 def field_default(f: dataclasses.Field[Any]) -> Any:
@@ -26,7 +29,9 @@ def describe(cls: type[Sensor[Any]]) -> dict[str, Any]:
     """One sensor's entry: name, summary, aliases, inputs, config fields, outputs, task categories."""
     hints = typing.get_type_hints(cls.config_type)
     config = []
-    for f in dataclasses.fields(cls.config_type):
+    # A user's flytekit sensor takes its own sensor_config dict, which the connector does not know.
+    user_class = getattr(cls, "user_class", None)
+    for f in () if user_class is not None else dataclasses.fields(cls.config_type):
         if not f.init:
             continue
         default = field_default(f)
@@ -50,12 +55,15 @@ def describe(cls: type[Sensor[Any]]) -> dict[str, Any]:
     }
 
 
-def catalog(registry: SensorRegistry) -> dict[str, Any]:
+def catalog(registry: SensorRegistry, user: UserModules | None = None) -> dict[str, Any]:
     """The whole catalog, plus the sensors that are known but cannot run here and why."""
-    return {
-        "sensors": [describe(cls) for cls in registry],
-        "unavailable": [{"name": n, "reason": r} for n, r in sorted(registry.unavailable.items())],
-    }
+    unavailable = [{"name": n, "reason": r} for n, r in sorted(registry.unavailable.items())]
+    if user is not None:
+        unavailable += [
+            {"name": module, "reason": f"sensor module failed to import: {reason}"}
+            for module, reason in sorted(user.failed.items())
+        ]
+    return {"sensors": [describe(cls) for cls in registry], "unavailable": unavailable}
 
 
 def table(data: dict[str, Any]) -> str:

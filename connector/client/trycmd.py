@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
+import json
 import shutil
 import signal
 import sys
@@ -78,6 +79,13 @@ def convert(raw: str, tp: Any, what: str) -> Any:
         raise UsageError(str(exc)) from None
 
 
+def _json_or_text(raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
+
+
 def _optional_inner(tp: Any) -> Any:
     if typing.get_origin(tp) in (typing.Union, types.UnionType):
         return next(a for a in typing.get_args(tp) if a is not type(None))
@@ -101,7 +109,10 @@ def build_request(registry: SensorRegistry, opts: TryOptions) -> agent_pb2.Creat
         )
     values = {n: convert(raw, declared[n], f"input {n!r}") for n, raw in given_inputs.items()}
     config: dict[str, Any] = dict(given_config)
-    if cls is not None:
+    if cls is not None and getattr(cls, "user_class", None) is not None:
+        # A user's flytekit sensor: its own sensor_config dict, values as JSON where they parse.
+        config = {n: _json_or_text(raw) for n, raw in given_config.items()}
+    elif cls is not None:
         hints = typing.get_type_hints(cls.config_type)
         fields = [f.name for f in dataclasses.fields(cls.config_type) if f.init]
         bad = sorted(set(given_config) - set(fields))
@@ -115,15 +126,21 @@ def build_request(registry: SensorRegistry, opts: TryOptions) -> agent_pb2.Creat
             cls.check_inputs(values)
         except ConfigError as exc:
             raise UsageError(str(exc)) from None
+    try:
+        literal_inputs = {
+            n: literals.from_python(v, _optional_inner(declared[n]), n)
+            for n, v in values.items()
+            if v is not None
+        }
+    except literals.LiteralError as exc:
+        raise UsageError(f"{exc} `try` cannot send it; use a workflow.") from None
+    try:
+        template = _template(opts.sensor, cls, declared, config)
+    except literals.LiteralError as exc:
+        raise UsageError(f"{exc} `try` cannot send it; use a workflow.") from None
     return agent_pb2.CreateTaskRequest(
-        template=_template(opts.sensor, cls, declared, config),
-        inputs=literals_pb2.LiteralMap(
-            literals={
-                n: literals.from_python(v, _optional_inner(declared[n]), n)
-                for n, v in values.items()
-                if v is not None
-            }
-        ),
+        template=template,
+        inputs=literals_pb2.LiteralMap(literals=literal_inputs),
     )
 
 
@@ -134,7 +151,11 @@ def _template(
     module, sensor_name = "", name
     if cls is not None:
         dotted = next((a for a in cls.aliases if "." in a), f"sensors.{cls.name}")
+        if "." in cls.name:  # a user's flytekit sensor, named module.Class
+            dotted = cls.name
         module, sensor_name = dotted.rsplit(".", 1)
+    elif "." in name:  # module.Class, as flytekit would name it
+        module, sensor_name = name.rsplit(".", 1)
     template = tasks_pb2.TaskTemplate(
         id=identifier_pb2.Identifier(
             resource_type=identifier_pb2.TASK,

@@ -46,6 +46,12 @@ class PermissionDenied(RequestError):
     code = grpc.StatusCode.PERMISSION_DENIED
 
 
+class Unavailable(RequestError):
+    """The request may succeed if sent again shortly (e.g. every poke slot of a user sensor is hung)."""
+
+    code = grpc.StatusCode.UNAVAILABLE
+
+
 class Unimplemented(RequestError):
     """The engine serving this task category does not offer the call (e.g. logs of a category without any)."""
 

@@ -176,6 +176,13 @@ class Metrics:
             ["sensor"],
             registry=own,
         )
+        self.user_pokes_abandoned = Counter(
+            f"{OWN_PREFIX}user_pokes_abandoned",
+            "Pokes of users' own sensors (--sensor-modules) that outlived --poke-timeout and were left "
+            "running in their worker thread",
+            ["sensor"],
+            registry=own,
+        )
         self.refused = Counter(
             f"{OWN_PREFIX}rpcs_refused",
             "Calls refused before reaching a servicer, by reason (overload: beyond --max-concurrent-rpcs, "
@@ -231,6 +238,10 @@ class Metrics:
     def engine_event(self, event: str, label: str) -> None:
         """Count what the engine reports besides pokes: "rejected" (by reason) or "remembered" (by sensor)."""
         self._bound(self.rejected if event == "rejected" else self.remembered, label).inc()
+
+    def user_poke_abandoned(self, sensor: str) -> None:
+        """Count one poke of a user sensor abandoned past --poke-timeout (still running in its thread)."""
+        self._bound(self.user_pokes_abandoned, sensor).inc()
 
     def watch_store(self, read: StoreCounts) -> None:
         """Export the object-store counters `read` returns (kept as plain counters by the sensors)."""

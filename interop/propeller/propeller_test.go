@@ -203,6 +203,10 @@ func TestConnectorPlugin(t *testing.T) {
 			"SENSOR_CONNECTOR_HTTP_ALLOW_HOSTS=127.0.0.1",
 			"SENSOR_CONNECTOR_SECRET_SALES_DB_URL=sqlite:///" + db,
 			"SENSOR_CONNECTOR_SECRET_POLICY=" + policy,
+			// A team's own flytekit sensors (tests/fixtures/user_pkg) on the path and allowed, as an
+			// operator installs and lists them.
+			"PYTHONPATH=" + filepath.Join(repoRoot(t), "tests", "fixtures", "user_pkg"),
+			"SENSOR_CONNECTOR_SENSOR_MODULES=mysensors.markers",
 		},
 	}
 	var err error
@@ -304,6 +308,28 @@ func TestConnectorPlugin(t *testing.T) {
 			if status != 200 {
 				t.Fatalf("outputs status %d, want 200", status)
 			}
+		})
+		t.Run("UserSensor", func(t *testing.T) {
+			// A BaseSensor subclass written as flytekit's docs show, serialized by stock flytekit.
+			t.Parallel()
+			tmpl := loadTemplate(t, filepath.Join(repoRoot(t), "tests", "vectors", "user_marker.json"))
+			path := filepath.Join(dir, "user", "ready")
+			tk := h.newTask(t, "user", tmpl, inputs("path", str(path)))
+			h.until(t, plugin, tk, resync+slack, "Running", is(pluginsCore.PhaseRunning))
+			touch(t, path)
+			h.until(t, plugin, tk, resync+slack, "Success", is(pluginsCore.PhaseSuccess))
+		})
+		t.Run("UserSensorRaising", func(t *testing.T) {
+			// Its poke raises until the path exists: a RUNNING phase each round, never a Get error.
+			t.Parallel()
+			tmpl := loadTemplate(t, filepath.Join(repoRoot(t), "tests", "vectors", "user_table.json"))
+			delete(tmpl.GetCustom().GetFields(), "sensor_config") // no deadline: it waits for the path
+			path := filepath.Join(dir, "user", "service")
+			tk := h.newTask(t, "user_raising", tmpl, inputs("path", str(path)))
+			h.until(t, plugin, tk, resync+slack, "Running", is(pluginsCore.PhaseRunning))
+			h.until(t, plugin, tk, resync+slack, "Running again", is(pluginsCore.PhaseRunning))
+			touch(t, path)
+			h.until(t, plugin, tk, resync+slack, "Success", is(pluginsCore.PhaseSuccess))
 		})
 		t.Run("SqlSensor", func(t *testing.T) {
 			t.Parallel()

@@ -15,6 +15,8 @@ from google.protobuf import json_format
 
 OUT = Path(__file__).resolve().parent
 sys.path.insert(0, str(OUT.parent.parent))  # so user_sensors is importable as tests.vectors.user_sensors
+# The fixture package of users' own sensors (tests/fixtures/user_pkg), as its author would import it.
+sys.path.insert(0, str(OUT.parent / "fixtures" / "user_pkg"))
 
 from tests.vectors.serialize import template_of  # noqa: E402
 from tests.vectors.user_sensors import WaitForTable  # noqa: E402
@@ -33,7 +35,29 @@ def vectors() -> dict[str, object]:
     out["file_sensor.json"] = template_json(FileSensor(name="wait_for_file"))
     out["file_sensor_timeout.json"] = template_json(FileSensor(name="wait_with_timeout", timeout=3600))
     out["user_sensor.json"] = template_json(WaitForTable(name="wait_for_table"))
+    out.update(user_vectors())
     return out
+
+
+def user_vectors() -> dict[str, object]:
+    """Templates of the fixture package's own flytekit sensors (tests/test_user_sensors.py)."""
+    from mysensors import markers
+
+    return {
+        "user_marker.json": template_json(markers.MarkerSensor(name="wait_marker")),
+        "user_marker_suffix.json": template_json(
+            markers.MarkerSensor(name="wait_marker_done", config=markers.MarkerConfig(suffix=".done"))
+        ),
+        "user_partition.json": template_json(markers.PartitionSensor(name="wait_partition")),
+        "user_sync.json": template_json(markers.SyncMarkerSensor(name="wait_sync")),
+        "user_table.json": template_json(
+            markers.TableSensor(name="wait_table", config=markers.MarkerConfig(deadline=3.0))
+        ),
+        "user_gone.json": template_json(markers.GoneSensor(name="wait_gone")),
+        "user_sleepy.json": template_json(markers.SleepySensor(name="wait_sleepy")),
+        "user_stuck.json": template_json(markers.StuckSensor(name="wait_stuck")),
+        "user_maybe.json": template_json(markers.MaybeSensor(name="wait_maybe")),
+    }
 
 
 def main() -> int:

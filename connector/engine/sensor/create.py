@@ -21,6 +21,7 @@ from ...state.category import TaskCategory
 from ...state.codec import Execution, SensorState
 from ..errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from ..secret_policy import SecretPolicy, task_refusal
+from ..user.sensors import UserModules, UserSensor
 from .answer import MET_OUTPUT
 
 #: Modules whose classes may be named by their bare class name (our own authoring classes).
@@ -33,6 +34,7 @@ def check(
     category: TaskCategory,
     now: dt.datetime,
     secrets: SecretPolicy | None = None,
+    user: UserModules | None = None,
 ) -> SensorState:
     """The state a CreateTask request asks for, or a RequestError saying what is wrong with it.
 
@@ -48,16 +50,21 @@ def check(
     module, name = custom.get("sensor_module"), custom.get("sensor_name")
     if not isinstance(name, str) or not name or not isinstance(module, str | None):
         raise InvalidArgument("the task template's custom field has no sensor_name string.")
-    cls = resolve(sensors, module or "", name)
+    cls = resolve(sensors, module or "", name, user)
     outputs = tuple(template.interface.outputs.variables)
     try:
-        policy, own_config = Policy.split(custom.get("sensor_config"))
-        config = cls.parse_config(own_config)
-        values = dict(custom.get("inputs") or {})
-        values.update(literals.to_dict(request.inputs))
-        inputs = cls.check_inputs(values)
-        _check_outputs(cls, template)
-        config = cls.prepare(config, inputs, tuple(o for o in outputs if o != MET_OUTPUT))
+        if issubclass(cls, UserSensor):  # an author's flytekit sensor: its inputs stay literals
+            _check_outputs(cls, template)
+            policy, config = cls.keep(custom.get("sensor_config"), request.inputs)
+            inputs: dict[str, Any] = {}
+        else:
+            policy, own_config = Policy.split(custom.get("sensor_config"))
+            config = cls.parse_config(own_config)
+            values = dict(custom.get("inputs") or {})
+            values.update(literals.to_dict(request.inputs))
+            inputs = cls.check_inputs(values)
+            _check_outputs(cls, template)
+            config = cls.prepare(config, inputs, tuple(o for o in outputs if o != MET_OUTPUT))
     except (ConfigError, literals.LiteralError) as exc:
         raise InvalidArgument(str(exc)) from None
     execution = execution_of(request)
@@ -76,8 +83,14 @@ def check(
     )
 
 
-def resolve(sensors: SensorRegistry, module: str, name: str) -> type[Sensor[Any]]:
-    """The catalog sensor a template names, by its flytekit class path or, for our own, its name."""
+def resolve(
+    sensors: SensorRegistry, module: str, name: str, user: UserModules | None = None
+) -> type[Sensor[Any]]:
+    """The catalog sensor a template names, by its flytekit class path or, for our own, its name.
+
+    A user's own flytekit sensor is in the catalog as `module.Class` when the operator allowed its module
+    (--sensor-modules); any other module is refused, naming the option, and never imported.
+    """
     try:
         return sensors.resolve(f"{module}.{name}" if module else name)
     except UnknownSensorError as exc:
@@ -90,6 +103,8 @@ def resolve(sensors: SensorRegistry, module: str, name: str) -> type[Sensor[Any]
         reason = sensors.unavailable.get(name)
         if reason is not None:
             raise FailedPrecondition(reason) from None
+        if module and module not in _OWN_MODULES and not module.startswith("flytekit."):
+            raise (user or UserModules()).refusal(module, name) from None
         raise NotFound(str(exc)) from None
     except UnavailableSensorError as exc:
         raise FailedPrecondition(str(exc)) from None

@@ -41,6 +41,7 @@ from ...state.codec import (
 from ..base import Engine, TimeWindow
 from ..errors import InvalidArgument
 from ..secret_policy import SecretPolicy, task_refusal
+from ..user.sensors import UserModules, UserSensor
 from . import answer, create, report
 from .poke import Outcome, PokeOutcome, poke
 
@@ -93,8 +94,11 @@ class SensorEngine(Engine):
         cache_entries: int = 4096,
         clock: Callable[[], dt.datetime] = _NOW_UTC,
         secrets: SecretPolicy | None = None,
+        user: UserModules | None = None,
     ) -> None:
         self.sensors = sensors
+        #: The modules the operator allowed with --sensor-modules (users' own flytekit sensors).
+        self.user = user if user is not None else UserModules()
         self.codec = codec
         #: Files and object stores, handed to every poke in its PokeContext.
         self.store = store
@@ -113,7 +117,10 @@ class SensorEngine(Engine):
     # -- Create -------------------------------------------------------------------------------
     async def create(self, request: agent_pb2.CreateTaskRequest) -> bytes:
         """Check the template and inputs against the sensor and pack them into signed resource_meta."""
-        state = create.check(request, self.sensors, self.category, self.clock(), self.secrets)
+        state = create.check(request, self.sensors, self.category, self.clock(), self.secrets, user=self.user)
+        cls = self.sensors.resolve(state.sensor)
+        if issubclass(cls, UserSensor):  # an author's flytekit sensor: its inputs must decode, off the loop
+            await cls.check_decodes(state.config, self.poke_timeout)
         try:
             blob = self.codec.encode(state)
         except TypeError as exc:
@@ -213,7 +220,9 @@ class SensorEngine(Engine):
 
     async def poke(self, task: Task, started_at: dt.datetime | None = None) -> PokeOutcome:
         """Poke the task's sensor once within the poke timeout; the outcome is counted."""
-        outcome = await poke(task.sensor, task.state.inputs, task.context, started_at or self.clock())
+        outcome = await poke(
+            task.sensor, task.state.inputs, task.context, started_at or self.clock(), task.log_extra
+        )
         if self.on_poke is not None:
             self.on_poke(task.state.sensor, outcome.kind.label, outcome.seconds)
         return outcome

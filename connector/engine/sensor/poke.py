@@ -14,7 +14,7 @@ from typing import Any
 
 from flyteidl.core import execution_pb2
 
-from sensors.base import PermanentError, PokeContext, Sensor, TransientError
+from sensors.base import PermanentError, PokeContext, Sensor, TransientError, short
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,11 @@ class PokeOutcome:
 
 
 async def poke(
-    sensor: Sensor[Any], inputs: Mapping[str, Any], context: PokeContext, started_at: dt.datetime
+    sensor: Sensor[Any],
+    inputs: Mapping[str, Any],
+    context: PokeContext,
+    started_at: dt.datetime,
+    log_extra: Mapping[str, Any] | None = None,
 ) -> PokeOutcome:
     """Poke `sensor` once within `context.timeout` seconds and sort what happened into an Outcome.
 
@@ -81,10 +85,11 @@ async def poke(
         kind, message = Outcome.FAILED, str(exc)
     except TransientError as exc:
         kind, message = Outcome.TRANSIENT, str(exc)
-    except Exception as exc:
-        log.exception("%s poke raised %s", sensor.name, type(exc).__name__)
+    except Exception as exc:  # the traceback to the log, with the execution; one sentence to the user
+        log.exception("%s poke raised %s", sensor.name, type(exc).__name__, extra=log_extra)
         kind = Outcome.ERROR
-        message = f"the poke failed unexpectedly ({type(exc).__name__}: {exc}); will poke again."
+        problem = short(f"{type(exc).__name__}: {exc}", 200)
+        message = f"{short(sensor.name, 80)} poke raised {problem}; will poke again."
     else:
         kind = Outcome.MET if result.met else Outcome.WAITING
         message = result.message

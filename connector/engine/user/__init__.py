@@ -1,0 +1,1 @@
+"""Users' own flytekit sensors (`--sensor-modules`): the adapter (sensors.py), where pokes run (pokes.py)."""
