@@ -156,12 +156,3 @@ async def test_filesystem_instances_are_reused_across_pokes(connector: Connector
     for meta in metas:
         await connector.get(meta)
     assert (await store.resolve(f"s3://{s3.bucket}/k1")).fs is first
-
-
-async def test_a_missing_s3_bucket_fails_naming_the_path(connector: Connector, s3: S3) -> None:
-    url = f"s3://{s3.bucket}-gone/day/part-0"
-    resource = await connector.get(await connector.create(file_sensor_request(url)))
-    assert resource.phase == Phase.FAILED, resource.message
-    assert (
-        resource.message.startswith(url) and f"the bucket {s3.bucket}-gone does not exist" in resource.message
-    )
