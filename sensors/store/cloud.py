@@ -10,9 +10,8 @@ for one object's info, `errors` sorts what is raised here:
   delimiter), never the libraries' loops over every page.
 - One attempt per request, with the client's timeouts (set from the poke budget when it was made).
   gcsfs retries six times with back-off up to 32 s and the Azure SDK three times from 15 s: both
-  outlast every poke, which then
-  could only say it ran out of time instead of what the store answered (503, 429, a refused
-  connection). Propeller asks again within seconds; that is the retry.
+  outlast every poke, which then could only say it ran out of time instead of what the store
+  answered (503, 429, a refused connection). Propeller asks again within seconds; that is the retry.
 - A missing bucket or container is told apart from a missing object, so the task fails naming it
   rather than waiting forever for an object that cannot land.
 
@@ -26,12 +25,11 @@ gcsfs's JSON API client (`gcsfs.core.GCSFileSystem`) and never imports the exper
 
 from __future__ import annotations
 
+import json
 import os
+from http import HTTPStatus
 from typing import Any
-
-#: Protocol names as fsspec spells them (canonical first).
-GCS = "gs"
-AZURE = "abfs"
+from urllib.parse import quote
 
 GCS_CREDENTIALS = (
     "GOOGLE_APPLICATION_CREDENTIALS, gcloud's application default credentials and the metadata "
@@ -97,9 +95,7 @@ def is_gcs_credentials_error(exc: BaseException) -> bool:
 
 async def _gcs_get(fs: Any, path: str, **params: Any) -> tuple[int, Any]:
     """One GET on the JSON API (`path` under storage/v1/): (status, decoded JSON or None)."""
-    import json
-
-    import aiohttp
+    import aiohttp  # loaded with gcsfs, which depends on it
 
     await fs._set_session()
     async with fs.session.get(
@@ -125,8 +121,6 @@ async def _gcs_get(fs: Any, path: str, **params: Any) -> tuple[int, Any]:
 
 
 def _reason(status: int) -> str:
-    from http import HTTPStatus
-
     try:
         return HTTPStatus(status).phrase.replace(" ", "")
     except ValueError:
@@ -134,8 +128,6 @@ def _reason(status: int) -> str:
 
 
 def _quote(text: str) -> str:
-    from urllib.parse import quote
-
     return quote(text, safe="")
 
 
@@ -296,8 +288,6 @@ AZURE_ACCOUNT_ID_VARIABLE = "SENSOR_CONNECTOR_AZURE_STORAGE_ACCOUNT_ID"
 
 def azure_portal_link(container: str) -> str | None:
     """The Azure portal's page of `container`, when the operator named the account's resource ID."""
-    from urllib.parse import quote
-
     account_id = os.environ.get(AZURE_ACCOUNT_ID_VARIABLE, "").strip()
     if not account_id.lower().startswith("/subscriptions/") or not container:
         return None
