@@ -158,6 +158,11 @@ def _client_options(protocol: str, poke_timeout: float) -> dict[str, Any]:
     return {}
 
 
+#: Canonical protocols whose clients may wait on the network when made (gcsfs asks for Google
+#: credentials, which may ask the metadata server): the Store makes them off the event loop.
+SLOW_TO_MAKE = frozenset({"gs"})
+
+
 def new_client(
     url: str, protocol: str, cls: type[fsspec.AbstractFileSystem], poke_timeout: float
 ) -> fsspec.AbstractFileSystem:

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 import fsspec
 
-from ..base import PermanentError, SensorError
+from ..base import PermanentError, SensorError, TransientError
 from . import backends, cloud, listings
 from .errors import classify, raise_if_no_bucket
 from .listings import Demand, Listing
@@ -90,6 +90,9 @@ class _Loop:
     def __init__(self, store: Store) -> None:
         settings = store.settings
         self.clients: dict[str, fsspec.AbstractFileSystem] = {}
+        #: protocol -> a client being made off the loop (clients that look for credentials when made).
+        #: A failure is kept with the URL it named, so each waiting poke names its own.
+        self.making: dict[str, asyncio.Future[tuple[fsspec.AbstractFileSystem | PermanentError, str]]] = {}
         self.sharing = Sharing(settings.max_staleness, settings.cache_entries, store.now, store.stats)
         self.demand = Demand(settings.cache_entries)
         #: url -> its resolved Target (bounded by cache_entries), so a poke of a known URL parses nothing.
@@ -144,7 +147,7 @@ class Store:
         cls = await backends.implementation(url, protocol, budget)
         fs = state.clients.get(protocol)
         if fs is None:
-            fs = state.clients[protocol] = backends.new_client(url, protocol, cls, self.settings.poke_timeout)
+            fs = state.clients[protocol] = await self._new_client(state, url, protocol, cls, budget)
         try:
             path = fs._strip_protocol(url)
         except (ValueError, TypeError) as exc:
@@ -264,6 +267,52 @@ class Store:
         if getattr(fs, "asynchronous", False):
             return await getattr(fs, f"_{method}")(path, **kwargs)
         return await self.blocking(functools.partial(getattr(fs, method), **kwargs), path)
+
+    async def _new_client(
+        self,
+        state: _Loop,
+        url: str,
+        protocol: str,
+        cls: type[fsspec.AbstractFileSystem],
+        budget: float | None,
+    ) -> fsspec.AbstractFileSystem:
+        """A new client for `protocol`; made off the loop where making it may wait on the network."""
+        timeout = self.settings.poke_timeout
+        if backends.canonical(cls) not in backends.SLOW_TO_MAKE:
+            return backends.new_client(url, protocol, cls, timeout)
+        # gcsfs looks for Google credentials when its client is made, which may ask the metadata server
+        # (seconds, with retries, where there is none): in the thread pool, shared by concurrent pokes,
+        # and waited for within the poke's budget.
+        pending = state.making.get(protocol)
+        if pending is None:
+
+            def make() -> tuple[fsspec.AbstractFileSystem | PermanentError, str]:
+                try:
+                    return backends.new_client(url, protocol, cls, timeout), url
+                except PermanentError as exc:
+                    return exc, url
+
+            pending = state.making[protocol] = asyncio.ensure_future(self.blocking(make))
+
+            def keep(future: asyncio.Future[tuple[fsspec.AbstractFileSystem | PermanentError, str]]) -> None:
+                state.making.pop(protocol, None)
+                if not future.cancelled() and future.exception() is None:
+                    client, _ = future.result()
+                    if not isinstance(client, PermanentError):  # kept even if every poke gave up waiting
+                        state.clients.setdefault(protocol, client)
+
+            pending.add_done_callback(keep)
+        try:
+            async with asyncio.timeout(budget):
+                made, named = await asyncio.shield(pending)
+        except TimeoutError:
+            raise TransientError(
+                f"{url}: the connector is still setting up its {protocol}:// client (looking for "
+                "credentials); will poke again."
+            ) from None
+        if isinstance(made, PermanentError):
+            raise PermanentError(str(made).replace(named, url, 1))
+        return made
 
     def _state(self) -> _Loop:
         loop = asyncio.get_running_loop()

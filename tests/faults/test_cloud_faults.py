@@ -258,3 +258,60 @@ async def _poke_once(port: int, url: str) -> Any:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         c = Connector(None, channel)  # type: ignore[arg-type]  # only the stubs are used
         return await c.get(await c.create(file_sensor_request(url)))
+
+
+def test_a_slow_credentials_lookup_stalls_no_other_call(
+    key_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, silent_store: Any
+) -> None:
+    # No Google credentials anywhere, and a metadata server that accepts and never answers: looking
+    # for credentials takes google-auth's timeouts and retries. The connector makes its gs:// client
+    # off the event loop, so the gs:// poke says it is still setting up, other sensors are answered
+    # meanwhile, and once the lookup gives up the gs:// sensor fails saying what was looked for.
+    for name in list(os.environ):
+        if name.startswith(("GOOGLE_", "STORAGE_EMULATOR", "CLOUDSDK", "GCE_")):
+            monkeypatch.delenv(name)
+    silent = silent_store.endpoint.removeprefix("http://")
+    env = {
+        "HOME": str(tmp_path),
+        "CLOUDSDK_CONFIG": str(tmp_path / "gcloud"),
+        "GCE_METADATA_HOST": silent,
+        "GCE_METADATA_IP": silent,
+        "GCE_METADATA_TIMEOUT": "1",
+    }
+    local = tmp_path / "here"
+    local.write_text("x")
+    # gcsfs imported at start (--preload): the first poke's budget goes to the credentials lookup alone
+    args = (
+        "--signing-key-file",
+        str(key_file),
+        "--metrics-port",
+        "0",
+        "--poke-timeout",
+        "2",
+        "--preload",
+        "gs",
+    )
+    proc = spawn(*args, env=env)
+    try:
+        first, other, last = asyncio.run(_while_looking(proc.port, silent_store, str(local)))
+    finally:
+        proc.stop()
+    assert first.phase == Phase.RUNNING, first.message
+    assert "still setting up its gs:// client" in first.message, first.message
+    assert other.phase == Phase.SUCCEEDED, other.message
+    assert_failed_for(last, "gs://private-bucket/in/part-0", "no usable credentials")
+
+
+async def _while_looking(port: int, silent_store: Any, local: str) -> tuple[Any, Any, Any]:
+    url = "gs://private-bucket/in/part-0"
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        c = Connector(None, channel)  # type: ignore[arg-type]  # only the stubs are used
+        meta = await c.create(file_sensor_request(url))
+        first = await c.get(meta)
+        assert await asyncio.to_thread(silent_store.wait_for, 1), "the metadata server was never asked"
+        other = await c.get(await c.create(file_sensor_request(local)))  # while the lookup is under way
+        last = first
+        deadline = asyncio.get_running_loop().time() + 60
+        while last.phase == Phase.RUNNING and asyncio.get_running_loop().time() < deadline:
+            last = await c.get(meta)  # each Get waits up to the poke budget: no sleep needed
+        return first, other, last
