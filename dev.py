@@ -4,15 +4,20 @@
     python3 dev.py serve [SERVE OPTIONS]   run the connector locally (:8000 gRPC, :9090 metrics)
     python3 dev.py check                   install, then ruff, mypy and the whole test suite (what CI runs)
     python3 dev.py check --fast            the same with the fast tier only: tests not marked `slow`
+    python3 dev.py install                 only the install step
 
 The first call creates ./.venv and installs the project with its dev extras; later calls
-reinstall only when pyproject.toml changes.
+reinstall only when pyproject.toml changes. `install` and `check` also install the object-store
+emulators the tests start (fake-gcs-server, built with Go; Azurite, from npm) into ./.cache with
+scripts/install-emulators.sh, which skips what is already there. Without `go` or `npm` on PATH that
+step is left out with a warning, and the GCS and Azure tests then fail saying how to install them.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -43,6 +48,20 @@ def _ensure_venv() -> None:
     stamp.write_text(want)
 
 
+def _ensure_emulators() -> None:
+    missing = [tool for tool in ("go", "npm") if shutil.which(tool) is None]
+    if missing:
+        print(
+            f"dev.py: WARNING: {' and '.join(missing)} not found, so the GCS and Azure emulators are not "
+            "installed and their tests will fail; install Go >= 1.24 and Node >= 20, then run "
+            "scripts/install-emulators.sh",
+            file=sys.stderr,
+            flush=True,
+        )
+        return
+    subprocess.run([str(ROOT / "scripts" / "install-emulators.sh")], check=True)
+
+
 def _run(*cmd: str) -> int:
     print("$", " ".join(cmd), flush=True)
     return subprocess.run(cmd, cwd=ROOT).returncode
@@ -54,6 +73,8 @@ def main(argv: list[str]) -> int:
         return 2
     _ensure_venv()
     what, rest = argv[0], argv[1:]
+    if what in {"install", "check"}:
+        _ensure_emulators()
     if what == "install":
         return 0
     if what == "serve":

@@ -106,7 +106,7 @@ class Config:
         50_000, "object-store answers and listed items kept for sharing at most (an LRU)"
     )
     listing_protocols: list[str] = _opt(
-        ["file", "s3"],
+        ["file", "s3", "gs", "abfs"],
         "protocols where one prefix listing may answer many sensors waiting under that prefix "
         "(comma-separated; empty = object by object)",
         metavar="PROTOCOL",

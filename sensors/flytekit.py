@@ -323,7 +323,8 @@ class FileSensor(CatalogSensorTask):
 
 
 class GlobSensor(CatalogSensorTask):
-    """Waits until `pattern` matches `min_count` paths, with an optional `marker` file beside them."""
+    """Waits until `pattern` matches `min_count` paths, with an optional `marker` file beside them and,
+    with `quiet_for` (seconds), until the newest match has not been modified for that long."""
 
     catalog = CatalogGlobSensor
 

@@ -1,5 +1,6 @@
 """Shared fixtures: a real connector on a loopback port, flyteidl stubs, stock-flytekit templates,
-and a real S3-compatible server (moto in server mode) on loopback."""
+and real object-store servers on loopback: moto in server mode for S3, and fake-gcs-server and
+Azurite for GCS and Azure Blob (tests/emulators.py)."""
 
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ from connector.engine.sensor import SensorEngine
 from connector.server import Server
 
 from .countingfs import counting_filesystem
+from .emulators import azure, azurite_server, cloud, gcs, gcs_server  # noqa: F401  (fixtures)
 
 VECTORS = Path(__file__).resolve().parent / "vectors"
 ROOT = Path(__file__).resolve().parent.parent

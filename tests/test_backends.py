@@ -89,3 +89,11 @@ async def test_a_backend_imports_off_the_loop_while_other_calls_are_answered(
     assert len(slowfs_gate.importers) == 1 and slowfs_gate.importers[0] == "import-fsspec:slowfs"
     settled = await connector.get(slow_metas[0])
     assert settled.phase == Phase.RUNNING and "does not exist yet" in settled.message
+
+
+def test_gcs_support_is_gcsfs_json_api_client_without_the_experimental_layout_probe(tmp_path: Path) -> None:
+    # gcsfs 2026.x would otherwise import (and use) its experimental class, whose first use of each
+    # bucket probes the bucket's layout over gRPC: 60 s against an emulator or private endpoint.
+    loaded = idle_modules(tmp_path, "gs")
+    assert "gcsfs.core" in loaded
+    assert "gcsfs.extended_gcsfs" not in loaded and "google.cloud.storage_control_v2" not in loaded

@@ -19,7 +19,7 @@ from sensors.store import listings
 
 from .catalog import request_for
 from .conftest import S3, Connector, file_sensor_request, free_port, scrape
-from .s3proxy import CountingProxy
+from .storeproxy import CountingProxy
 
 Phase = execution_pb2.TaskExecution.Phase
 STALENESS = 1.0
@@ -269,3 +269,13 @@ async def test_a_directory_that_cannot_be_scanned_falls_back_to_each_path(
     assert [a.phase for a in answers] == [Phase.FAILED] * 3
     assert all("Not a directory" in a.message for a in answers)
     assert _file_counts(local)[0] - info0 == 3
+
+
+async def test_a_missing_bucket_fails_sensors_answered_by_a_listing(sharing: Sharing) -> None:
+    gone = f"{sharing.s3.bucket}-gone"
+    metas = [await sharing.c.create(file_sensor_request(f"s3://{gone}/day/k{i}")) for i in range(3)]
+    resources = [await sharing.c.get(meta) for meta in metas]
+    assert [r.phase for r in resources] == [Phase.FAILED] * 3, [r.message for r in resources]
+    for i, resource in enumerate(resources):
+        assert resource.message.startswith(f"s3://{gone}/day/k{i}: the bucket {gone} does not exist")
+    assert sharing.proxy.total("list") >= 1  # the later ones were answered by the (failed) listing

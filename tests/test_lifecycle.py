@@ -69,9 +69,15 @@ async def test_file_sensor_on_s3_compatible_store(connector: Connector, s3: S3) 
     assert json_format.MessageToDict(done.custom_info)["details"]["size"] == 4
 
 
-async def test_missing_bucket_is_not_there_yet_rather_than_an_error(connector: Connector, s3: S3) -> None:
-    meta = await connector.create(file_sensor_request(f"s3://{s3.bucket}-absent/key"))
-    assert (await connector.get(meta)).phase == Phase.RUNNING
+async def test_a_missing_bucket_fails_naming_the_path(connector: Connector, s3: S3) -> None:
+    # Issue 19: on every store a bucket that does not exist fails the task (no object can land in it),
+    # where it used to wait forever as "not there yet".
+    url = f"s3://{s3.bucket}-absent/key"
+    resource = await connector.get(await connector.create(file_sensor_request(url)))
+    assert resource.phase == Phase.FAILED, resource.message
+    assert resource.message.startswith(f"{url}: the bucket {s3.bucket}-absent does not exist"), (
+        resource.message
+    )
 
 
 async def test_list_agents_and_get_agent_come_from_the_registry(connector: Connector) -> None:

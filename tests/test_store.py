@@ -14,7 +14,7 @@ from sensors.base import PermanentError
 from sensors.store import Store, StoreSettings
 
 from .conftest import S3, Connector, file_sensor_request, free_port, scrape
-from .s3proxy import CountingProxy
+from .storeproxy import CountingProxy
 
 Phase = execution_pb2.TaskExecution.Phase
 REQUESTS = "flyte_sensor_connector_store_requests_total"
@@ -71,6 +71,12 @@ async def test_a_path_is_admitted_before_any_access(tmp_path: Path) -> None:
 
 
 def test_settings_refuse_listing_protocols_without_a_lister() -> None:
-    with pytest.raises(ValueError, match="--listing-protocols: no bounded listing for gs"):
-        StoreSettings(listing_protocols=frozenset({"s3", "gs"}))
+    with pytest.raises(ValueError, match="--listing-protocols: no bounded listing for hdfs"):
+        StoreSettings(listing_protocols=frozenset({"s3", "hdfs"}))
     assert StoreSettings(listing_protocols=frozenset({" s3", ""})).listing_protocols == {"s3"}
+    # other names of a listing protocol name it
+    assert StoreSettings(listing_protocols=frozenset({"gcs", "az", "s3a"})).listing_protocols == {
+        "gs",
+        "abfs",
+        "s3",
+    }

@@ -20,6 +20,7 @@ from fsspec.registry import known_implementations, registry
 
 from .. import lazy
 from ..base import PermanentError, TransientError
+from . import cloud
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,9 @@ def canonical(cls: type[fsspec.AbstractFileSystem]) -> str:
 
 
 def _load_class(protocol: str) -> type[fsspec.AbstractFileSystem]:
-    cls: type[fsspec.AbstractFileSystem] = fsspec.get_filesystem_class(protocol)
+    # gs: never gcsfs' experimental class (cloud's doc says why)
+    gcs = protocol in ("gs", "gcs")
+    cls: type[fsspec.AbstractFileSystem] = cloud.gcs_class() if gcs else fsspec.get_filesystem_class(protocol)
     if canonical(cls) == "s3":
         _prepared[protocol] = _prepare_s3()
     _classes[protocol] = cls
@@ -149,8 +152,15 @@ def _client_options(protocol: str, poke_timeout: float) -> dict[str, Any]:
             }
         }
     if protocol == "gs":
-        return {"requests_timeout": max(0.3, poke_timeout * 0.4)}
+        return cloud.gcs_options(poke_timeout)
+    if protocol == "abfs":
+        return cloud.azure_options(poke_timeout)  # MissingCredentials when nothing names an account
     return {}
+
+
+#: Canonical protocols whose clients may wait on the network when made (gcsfs asks for Google
+#: credentials, which may ask the metadata server): the Store makes them off the event loop.
+SLOW_TO_MAKE = frozenset({"gs"})
 
 
 def new_client(
@@ -161,17 +171,26 @@ def new_client(
     options: dict[str, Any] = {"use_listings_cache": False, "skip_instance_cache": True}
     if cls.async_impl:
         options["asynchronous"] = True
-    options.update(_client_options(canonical(cls), poke_timeout))
     prepared = _prepared.get(protocol)
     if prepared is not None:
         options.update(prepared())
     try:
+        options.update(_client_options(canonical(cls), poke_timeout))
         fs = cls(**options)
+    except cloud.MissingCredentials as exc:
+        raise PermanentError(
+            f"{url}: no usable credentials for {protocol}:// on the connector: {exc}."
+        ) from None
     except ImportError as exc:
         raise PermanentError(
             f"{url}: {protocol}:// needs {exc.name or exc}, which the connector lacks."
         ) from None
     except Exception as exc:
+        if cloud.is_gcs_credentials_error(exc):
+            raise PermanentError(
+                f"{url}: no usable credentials for {protocol}:// on the connector: it looked for "
+                f"{cloud.GCS_CREDENTIALS}."
+            ) from None
         raise PermanentError(f"{url}: cannot set up {protocol}:// on the connector ({exc}).") from None
     if canonical(cls) == "s3":
         fs.retries = 2  # s3fs' own retry loop (throttling, dropped connections), on top of botocore's one

@@ -9,6 +9,7 @@ import errno
 
 from ..base import PermanentError, SensorError, TransientError, short
 from .backends import protocol_of
+from .cloud import MissingBucket
 
 _TRANSIENT_ERRNOS = {
     errno.ETIMEDOUT,
@@ -44,6 +45,9 @@ _NETWORK_ERRORS = {
     "ClientOSError",
     "TransportError",
     "ServiceRequestError",
+    "ServiceResponseError",
+    "ServiceRequestTimeoutError",
+    "ServiceResponseTimeoutError",
 }
 _THROTTLING_CODES = {
     "SlowDown",
@@ -60,12 +64,15 @@ def classify(exc: BaseException, url: str) -> SensorError:
         return exc
     name = type(exc).__name__
     detail = str(exc) or name
+    if isinstance(exc, MissingBucket):
+        return PermanentError(f"{url}: {exc}; create it or correct the path.")
     if name in _CREDENTIAL_ERRORS:
         return PermanentError(
             f"{url}: no usable credentials for {protocol_of(url)}:// on the connector ({detail})."
         )
-    if isinstance(exc, PermissionError):
-        return PermanentError(f"{url}: permission denied ({detail}).")
+    if isinstance(exc, PermissionError) or (isinstance(exc, OSError) and detail.startswith("Forbidden")):
+        # gcsfs spells a 403 as OSError("Forbidden: ...")
+        return PermanentError(f"{url}: permission denied ({short(detail, 120)}).")
     status, code = _http_status(exc)
     if status is not None:
         if status >= 500 or status == 429 or code in _THROTTLING_CODES:
@@ -97,11 +104,23 @@ def _http_status(exc: BaseException) -> tuple[int | None, str]:
             status = meta.get("HTTPStatusCode")
             if isinstance(status, int):
                 return status, code
-        for attr in ("status", "code"):
+        for attr in ("status", "status_code", "code"):
             status = getattr(err, attr, None)
             if isinstance(status, int) and 100 <= status < 600:
-                return status, type(err).__name__
+                return status, str(getattr(err, "error_code", "") or type(err).__name__)
     return None, ""
+
+
+def raise_if_no_bucket(exc: FileNotFoundError, path: str) -> None:
+    """MissingBucket when S3 said NoSuchBucket (s3fs keeps botocore's error as the cause)."""
+    err: BaseException | None = exc
+    for _ in range(4):
+        if err is None:
+            return
+        response = getattr(err, "response", None)
+        if isinstance(response, dict) and response.get("Error", {}).get("Code") == "NoSuchBucket":
+            raise MissingBucket("bucket", path.split("/", 1)[0]) from exc
+        err = err.__cause__ or err.__context__
 
 
 def transient_detail(exc: BaseException) -> str | None:

@@ -7,6 +7,7 @@ from urllib.parse import quote
 from fsspec.core import split_protocol
 
 from ..base import Link
+from .cloud import azure_portal_link
 
 
 def console_links(url: str) -> list[Link]:
@@ -23,4 +24,7 @@ def console_links(url: str) -> list[Link]:
         return [
             Link("GCS console", f"https://console.cloud.google.com/storage/browser/{bucket}/{quote(key)}")
         ]
+    if protocol in ("abfs", "abfss", "az"):
+        portal = azure_portal_link(bucket.partition("@")[0])
+        return [Link("Azure portal", portal)] if portal else []
     return []

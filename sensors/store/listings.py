@@ -1,7 +1,8 @@
 """Prefix listings: one bounded, first-page listing of a parent prefix answers every sensor waiting in it.
 
 One lister per protocol (`LISTERS`): local directories are read with os.scandir, S3 with one delimited
-list_objects_v2. A lister returns the parent's children as `info` would describe each, and whether the
+list_objects_v2, GCS with one delimited objects.list and Azure Blob with one delimited List Blobs
+(`cloud`). A lister returns the parent's children as `info` would describe each, and whether the
 store had more than one page. `Demand` decides when a parent is worth listing (two different objects
 asked about under it within `DEMAND_WINDOW`) and remembers prefixes too big for one page.
 """
@@ -14,6 +15,8 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
+
+from . import cloud
 
 #: Items asked for in one listing; a prefix holding more is answered object by object.
 LISTING_PAGE = 1000
@@ -98,9 +101,23 @@ async def list_s3(fs: Any, parent: str, blocking: Blocking) -> Listing:
     return Listing(items, truncated=bool(out.get("IsTruncated")))
 
 
+async def list_gcs(fs: Any, parent: str, blocking: Blocking) -> Listing:
+    """A GCS prefix's first page: one delimited objects.list request; MissingBucket without a bucket."""
+    return Listing(*await cloud.gcs_list(fs, parent, LISTING_PAGE))
+
+
+async def list_azure(fs: Any, parent: str, blocking: Blocking) -> Listing:
+    """An Azure Blob prefix's first page: one delimited List Blobs request."""
+    return Listing(*await cloud.azure_list(fs, parent, LISTING_PAGE))
+
+
 #: Canonical protocol -> its lister. Only protocols whose listings are strongly consistent and can be
-#: bounded to one page belong here; `--listing-protocols` chooses among them.
-LISTERS: dict[str, Lister] = {"file": list_local, "s3": list_s3}
+#: bounded to one page belong here; `--listing-protocols` chooses among them. S3, GCS and Azure Blob
+#: list strongly consistently (a written object is listed at once), so a listing is as true as each
+#: object's own info.
+LISTERS: dict[str, Lister] = {"file": list_local, "s3": list_s3, "gs": list_gcs, "abfs": list_azure}
+#: Other names of those protocols, accepted by --listing-protocols.
+ALIASES = {"s3a": "s3", "gcs": "gs", "az": "abfs", "abfss": "abfs"}
 
 
 @dataclass

@@ -20,9 +20,9 @@ from typing import Any, TypeVar
 
 import fsspec
 
-from ..base import PermanentError, SensorError
-from . import backends, listings
-from .errors import classify
+from ..base import PermanentError, SensorError, TransientError
+from . import backends, cloud, listings
+from .errors import classify, raise_if_no_bucket
 from .listings import Demand, Listing
 from .sharing import Sharing, Stats
 
@@ -54,7 +54,8 @@ class StoreSettings:
     def __post_init__(self) -> None:
         # The numbers are checked with every other option by the server's Config; the protocols here,
         # where the listers are known.
-        wanted = frozenset(p.strip() for p in self.listing_protocols if p.strip())
+        named = (p.strip() for p in self.listing_protocols if p.strip())
+        wanted = frozenset(listings.ALIASES.get(p, p) for p in named)
         unknown = sorted(wanted - frozenset(listings.LISTERS))
         if unknown:
             raise ValueError(
@@ -89,6 +90,9 @@ class _Loop:
     def __init__(self, store: Store) -> None:
         settings = store.settings
         self.clients: dict[str, fsspec.AbstractFileSystem] = {}
+        #: protocol -> a client being made off the loop (clients that look for credentials when made).
+        #: A failure is kept with the URL it named, so each waiting poke names its own.
+        self.making: dict[str, asyncio.Future[tuple[fsspec.AbstractFileSystem | PermanentError, str]]] = {}
         self.sharing = Sharing(settings.max_staleness, settings.cache_entries, store.now, store.stats)
         self.demand = Demand(settings.cache_entries)
         #: url -> its resolved Target (bounded by cache_entries), so a poke of a known URL parses nothing.
@@ -143,7 +147,7 @@ class Store:
         cls = await backends.implementation(url, protocol, budget)
         fs = state.clients.get(protocol)
         if fs is None:
-            fs = state.clients[protocol] = backends.new_client(url, protocol, cls, self.settings.poke_timeout)
+            fs = state.clients[protocol] = await self._new_client(state, url, protocol, cls, budget)
         try:
             path = fs._strip_protocol(url)
         except (ValueError, TypeError) as exc:
@@ -192,10 +196,15 @@ class Store:
         return await self.info(url, budget) is not None
 
     async def glob(self, pattern: str, budget: float | None = None) -> list[str]:
-        """Paths (without protocol) matching the glob `pattern`, shared like `info`.
+        """Paths (without protocol) matching the glob `pattern`, shared like `info`."""
+        return sorted(await self.glob_info(pattern, budget))
+
+    async def glob_info(self, pattern: str, budget: float | None = None) -> dict[str, dict[str, Any]]:
+        """Path (without protocol) -> info for each match of the glob `pattern`, shared like `info`.
 
         A pattern whose only wildcards are in its last part is answered from the parent's shared
-        listing on listing protocols; other patterns make one shared glob request.
+        listing on listing protocols (sizes and modification times included); other patterns make
+        one shared glob request. Do not mutate the answer.
         """
         budget = self._wait(budget)
         target = await self.resolve(pattern, budget)
@@ -209,14 +218,17 @@ class Store:
                         listing = await self._listing(state, target, budget)
                     if not listing.truncated:
                         self.stats.answer(protocol, "listing")
-                        return sorted(
-                            item["name"]
+                        return {
+                            item["name"]: item
                             for name, item in listing.items.items()
                             if fnmatch.fnmatchcase(name, last)
-                        )
+                        }
                     state.demand.too_big(protocol, parent, self.clock())
 
-            return list(await self._shared_call(self._state(), target, "glob", [], budget))
+            found: dict[str, dict[str, Any]] = await self._shared_call(
+                self._state(), target, "glob", {}, budget
+            )
+            return found
         except SensorError:
             raise
         except Exception as exc:
@@ -250,11 +262,57 @@ class Store:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, functools.partial(func, *args))
 
-    async def _call(self, fs: fsspec.AbstractFileSystem, method: str, path: str) -> Any:
+    async def _call(self, fs: fsspec.AbstractFileSystem, method: str, path: str, **kwargs: Any) -> Any:
         """Client `method` on `path`: its async form when the client is async, else in the thread pool."""
         if getattr(fs, "asynchronous", False):
-            return await getattr(fs, f"_{method}")(path)
-        return await self.blocking(getattr(fs, method), path)
+            return await getattr(fs, f"_{method}")(path, **kwargs)
+        return await self.blocking(functools.partial(getattr(fs, method), **kwargs), path)
+
+    async def _new_client(
+        self,
+        state: _Loop,
+        url: str,
+        protocol: str,
+        cls: type[fsspec.AbstractFileSystem],
+        budget: float | None,
+    ) -> fsspec.AbstractFileSystem:
+        """A new client for `protocol`; made off the loop where making it may wait on the network."""
+        timeout = self.settings.poke_timeout
+        if backends.canonical(cls) not in backends.SLOW_TO_MAKE:
+            return backends.new_client(url, protocol, cls, timeout)
+        # gcsfs looks for Google credentials when its client is made, which may ask the metadata server
+        # (seconds, with retries, where there is none): in the thread pool, shared by concurrent pokes,
+        # and waited for within the poke's budget.
+        pending = state.making.get(protocol)
+        if pending is None:
+
+            def make() -> tuple[fsspec.AbstractFileSystem | PermanentError, str]:
+                try:
+                    return backends.new_client(url, protocol, cls, timeout), url
+                except PermanentError as exc:
+                    return exc, url
+
+            pending = state.making[protocol] = asyncio.ensure_future(self.blocking(make))
+
+            def keep(future: asyncio.Future[tuple[fsspec.AbstractFileSystem | PermanentError, str]]) -> None:
+                state.making.pop(protocol, None)
+                if not future.cancelled() and future.exception() is None:
+                    client, _ = future.result()
+                    if not isinstance(client, PermanentError):  # kept even if every poke gave up waiting
+                        state.clients.setdefault(protocol, client)
+
+            pending.add_done_callback(keep)
+        try:
+            async with asyncio.timeout(budget):
+                made, named = await asyncio.shield(pending)
+        except TimeoutError:
+            raise TransientError(
+                f"{url}: the connector is still setting up its {protocol}:// client (looking for "
+                "credentials); will poke again."
+            ) from None
+        if isinstance(made, PermanentError):
+            raise PermanentError(str(made).replace(named, url, 1))
+        return made
 
     def _state(self) -> _Loop:
         loop = asyncio.get_running_loop()
@@ -288,8 +346,15 @@ class Store:
         async def fetch() -> Listing:
             try:
                 listing = await lister(target.fs, parent, self.blocking)
-            except FileNotFoundError:  # no such bucket: nothing under it, as info would say
+            except FileNotFoundError as exc:  # nothing under it, as info would say; NoSuchBucket fails
+                raise_if_no_bucket(exc, parent)
                 listing = Listing({}, truncated=False)
+            except cloud.StoreHTTPError as exc:
+                if exc.status not in (401, 403):
+                    raise
+                # Not allowed to list (an identity that may only read objects): an unreadable listing
+                # answers nothing, and each object is asked about on its own.
+                listing = Listing({}, truncated=True)
             state.sharing.weigh(key, 1 + len(listing.items))
             return listing
 
@@ -304,8 +369,13 @@ class Store:
 
         async def fetch() -> Any:
             try:
+                if method == "info" and target.protocol in _CLOUD_INFO:
+                    return await _CLOUD_INFO[target.protocol](target.fs, target.path)
+                if method == "glob":  # with each match's info: GlobSensor's quiet_for reads the times
+                    return await self._call(target.fs, "glob", target.path, detail=True)
                 return await self._call(target.fs, method, target.path)
-            except FileNotFoundError:
+            except FileNotFoundError as exc:
+                raise_if_no_bucket(exc, target.path)
                 return missing
 
         answer, was_shared = await state.sharing.ask(
@@ -313,6 +383,10 @@ class Store:
         )
         self.stats.answer(target.protocol, "shared" if was_shared else "own")
         return answer
+
+
+#: Protocols whose one-object info is asked through `cloud` (one attempt, a missing bucket told apart).
+_CLOUD_INFO = {"gs": cloud.gcs_info, "abfs": cloud.azure_info}
 
 
 def has_magic(text: str) -> bool:
