@@ -116,6 +116,11 @@ class Config:
         "(comma-separated, e.g. s3,gs)",
         metavar="PROTOCOL",
     )
+    flyte2_default_deadline: float = _opt(
+        86400.0,
+        "seconds a Flyte 2 sensor task that sets no `deadline` of its own may wait before it fails "
+        "(Flyte 2's executor has no timeout of its own for connector tasks); 0 = wait for ever",
+    )
     log_level: str = _opt("INFO", "log level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     log_format: str = _opt("text", "log line format", choices=("text", "json"))
 
@@ -147,6 +152,8 @@ class Config:
                 raise ValueError(f"--{name.replace('_', '-')} must be zero or more seconds")
         if self.max_staleness < 0:
             raise ValueError("--max-staleness must be zero (no sharing) or more seconds")
+        if self.flyte2_default_deadline < 0:
+            raise ValueError("--flyte2-default-deadline must be zero (no default) or more seconds")
         if self.fs_cache_entries < 1:
             raise ValueError("--fs-cache-entries must be at least 1")
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
