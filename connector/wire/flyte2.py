@@ -57,9 +57,12 @@ _NO_CATEGORY = "the request names no task category (task_category is empty)."
 
 def _route(v1: AsyncAgentService, category: connector_pb2.TaskCategory) -> Route:
     """Where a call goes, by its task_category: the Flyte 1 servicer's routes, shared."""
-    if not category.name:
+    name = category.name
+    if not name:
         return Route(None, InvalidArgument(_NO_CATEGORY), UNKNOWN, UNKNOWN)
-    return v1._route_for(TaskCategory(category.name, category.version))
+    served = TaskCategory(name, category.version)
+    route = v1._routes.get(served)
+    return route if route is not None else v1._route_for(served)
 
 
 def flyte2_answer(answer: bytes) -> bytes:
