@@ -208,7 +208,7 @@ func closedPort(t *testing.T) string {
 }
 
 func fileTemplate(t *testing.T) *idlcore.TaskTemplate {
-	return loadTemplate(t, filepath.Join(repoRoot(t), "tests", "vectors", "file_sensor.json"))
+	return loadTemplate(t, filepath.Join("testdata", "file_sensor.json"))
 }
 
 func TestConnectorPlugin(t *testing.T) {
@@ -260,7 +260,7 @@ func TestConnectorPlugin(t *testing.T) {
 
 	t.Run("GlobSensor_outputs", func(t *testing.T) {
 		t.Parallel()
-		tmpl := loadTemplate(t, filepath.Join(repoRoot(t), "interop", "propeller", "testdata", "glob_sensor.json"))
+		tmpl := loadTemplate(t, filepath.Join("testdata", "glob_sensor.json"))
 		day := filepath.Join(dir, "day=2026-11-24")
 		tk := h.newTask(t, "glob", tmpl, inputs("pattern", str(filepath.Join(day, "*.parquet"))))
 		h.until(t, plugin, tk, resync+slack, "Running", is(pluginsCore.PhaseRunning))

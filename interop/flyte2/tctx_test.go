@@ -71,7 +71,7 @@ func (h *harness) newTask(t *testing.T, label string, template *idlcore.TaskTemp
 	taskCount.Unlock()
 	name := fmt.Sprintf("flyte2-%s-%d-%d", label, os.Getpid(), n)
 	ctx := context.Background()
-	base := storage.DataReference("s3://interop/" + name)
+	base := storage.DataReference("mem://interop/" + name)
 	tk := &task{
 		name:     name,
 		template: template,
@@ -247,7 +247,7 @@ func (w *stateWriter) Reset() error {
 type taskReader struct{ tk *task }
 
 func (r taskReader) Path(context.Context) (storage.DataReference, error) {
-	return storage.DataReference("s3://interop/" + r.tk.name + "/task.pb"), nil
+	return storage.DataReference("mem://interop/" + r.tk.name + "/task.pb"), nil
 }
 
 func (r taskReader) Read(context.Context) (*idlcore.TaskTemplate, error) { return r.tk.template, nil }
@@ -286,8 +286,8 @@ func (e execID) GetGeneratedNameWith(int, int) (string, error) {
 func (e execID) GetID() *idlcore.TaskExecutionIdentifier { return e.tk.id }
 func (e execID) GetUniqueNodeID() string                 { return "a0" }
 
-// loadTemplate reads a TaskTemplate serialized to protobuf JSON (flyteidl's TaskTemplate fields are a
-// subset of flyteidl2's, under the same names and numbers).
+// loadTemplate reads a flyteidl2 TaskTemplate from protobuf JSON (testdata: stock flytekit's templates
+// re-read as flyteidl2's by tests/vectors/make_flyte2_vectors.py).
 func loadTemplate(t *testing.T, path string) *idlcore.TaskTemplate {
 	t.Helper()
 	raw, err := os.ReadFile(path)
