@@ -6,8 +6,8 @@
 #
 # The module proxy does not serve github.com/flyteorg/flyte/v2: interop/flyte2/go.mod replaces it with
 # ../../../shared/flyte-v2, i.e. shared/flyte-v2 beside the repository's clone (where CI puts it). From a
-# checkout elsewhere set FLYTE_V2_SRC (default: ../shared/flyte-v2 beside the repository root); when the
-# go.mod path does not lead there, a temporary go.work replaces it with FLYTE_V2_SRC.
+# checkout elsewhere set FLYTE_V2_SRC (default: shared/flyte-v2 beside the clone, or beside the nearest
+# folder above it that has one); when the go.mod path does not lead there, a temporary go.work replaces it.
 # Needs Go 1.26.5 or newer and the repo's .venv (created if missing). A cold run downloads ~1.1 GB of
 # modules into Go's module cache and compiles for several CPU-minutes.
 set -euo pipefail
@@ -16,7 +16,14 @@ START=$SECONDS
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV=${SENSOR_CONNECTOR_VENV:-$ROOT/.venv}
 MODULE=$ROOT/interop/flyte2
-FLYTE_V2_SRC=${FLYTE_V2_SRC:-$ROOT/../shared/flyte-v2}
+# Default: shared/flyte-v2 beside the clone (CI), else beside the nearest folder above it that has one
+# (a worktree under .../wt/NAME of a checkout whose shared/ is higher up).
+if [ -z "${FLYTE_V2_SRC:-}" ]; then
+    FLYTE_V2_SRC=$ROOT/../shared/flyte-v2
+    dir=$ROOT
+    while [ "$dir" != / ] && [ ! -f "$dir/../shared/flyte-v2/go.mod" ]; do dir=$(dirname "$dir"); done
+    [ -f "$dir/../shared/flyte-v2/go.mod" ] && FLYTE_V2_SRC=$dir/../shared/flyte-v2
+fi
 
 command -v go >/dev/null || { echo "ci-interop-flyte2: FAILED: go is not on PATH" >&2; exit 1; }
 [ -f "$FLYTE_V2_SRC/go.mod" ] || {

@@ -60,9 +60,7 @@ def _route(v1: AsyncAgentService, category: connector_pb2.TaskCategory) -> Route
     name = category.name
     if not name:
         return Route(None, InvalidArgument(_NO_CATEGORY), UNKNOWN, UNKNOWN)
-    served = TaskCategory(name, category.version)
-    route = v1._routes.get(served)
-    return route if route is not None else v1._route_for(served)
+    return v1._route_for(TaskCategory(name, category.version))
 
 
 def flyte2_answer(answer: bytes) -> bytes:
