@@ -53,7 +53,9 @@ from .glob import GlobSensor as CatalogGlobSensor
 from .http import HttpSensor as CatalogHttpSensor
 from .policy import POLICY_FIELDS, Policy, awaited
 from .sql import SqlSensor as CatalogSqlSensor
+from .store import default_store
 from .time import TimeSensor as CatalogTimeSensor
+from .values import jsonable
 
 log = logging.getLogger(__name__)
 
@@ -68,16 +70,6 @@ CATALOG: dict[str, type[Sensor[Any]]] = {
     cls.name: cls
     for cls in (CatalogFileSensor, CatalogGlobSensor, CatalogTimeSensor, CatalogHttpSensor, CatalogSqlSensor)
 }
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dt.timedelta):
-        return value.total_seconds()
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    return value
 
 
 class SensorTask(AsyncConnectorExecutorMixin, TaskTemplate):  # type: ignore[misc]
@@ -105,7 +97,7 @@ class SensorTask(AsyncConnectorExecutorMixin, TaskTemplate):  # type: ignore[mis
                 f"({', '.join(POLICY_FIELDS)}) and flyte task options."
             )
         # Fails here, at declaration, with the sentences the connector would give at CreateTask.
-        policy, own = Policy.split(_jsonable(values))
+        policy, own = Policy.split(jsonable(values))
         self.catalog.parse_config(own)
         if outputs is True:
             names: tuple[str, ...] = tuple(self.catalog.outputs)
@@ -244,13 +236,13 @@ class SensorConnector(AsyncConnector):  # type: ignore[misc]
         )
         sensor = cls(config)
         created_at = dt.datetime.fromtimestamp(resource_meta.created_at, dt.UTC)
-        now = dt.datetime.now(dt.UTC)
-        expired = policy.expired(created_at, now)
-        slot = policy.slot((now - created_at).total_seconds())
-        if not expired and slot != -1 and slot == resource_meta.slot:
+        # The connector's decision: poke only in a new slot of the schedule; past the deadline, once more.
+        decision = policy.decide(created_at, dt.datetime.now(dt.UTC), resource_meta.slot)
+        if not decision.due:
             return Resource(phase=TaskExecution.RUNNING, message=resource_meta.last)
-        resource_meta.slot = slot
-        context = PokeContext(created_at=created_at, timeout=LOCAL_POKE_TIMEOUT)
+        resource_meta.slot = decision.slot
+        expired = decision.expired
+        context = PokeContext(created_at=created_at, timeout=LOCAL_POKE_TIMEOUT, store=default_store())
         try:
             async with asyncio.timeout(LOCAL_POKE_TIMEOUT):
                 result = await sensor.poke(resource_meta.inputs, context)
