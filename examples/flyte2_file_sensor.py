@@ -4,7 +4,7 @@
     python examples/flyte2_file_sensor.py /tmp/in/data.csv     # a local run: pokes in this process
 
 On a cluster, Flyte 2's executor sends `wait_for_file` to flyte-sensor-connector (docs/deploy.md,
-section 16), which waits without a pod; the other tasks run as usual.
+section 17), which waits without a pod; the other tasks run as usual.
 """
 
 from __future__ import annotations
