@@ -31,6 +31,8 @@ from flyteidl2.task import common_pb2
 
 from .conftest import ROOT, Clock, Connector, engine_of
 
+pytestmark = pytest.mark.slow
+
 Phase = execution_pb2.TaskExecution.Phase
 FLYTE = "flyte[connector]==2.12.1"
 #: Bounds for the steps that run pip (network-free when pip's cache has the wheels).
