@@ -21,6 +21,8 @@ func TestSharedFileSensor(t *testing.T) {
 	labeled.SetMetricKeys(contextutils.ProjectKey, contextutils.DomainKey, contextutils.WorkflowIDKey, contextutils.TaskIDKey)
 	dir := t.TempDir()
 	h := &harness{ep: newEndpoints("shared"), dir: dir}
+	// Plugin loads name their metrics scope by a count: start past TestConnectorPlugin's in this process.
+	h.loads.Store(1 << 20)
 	var err error
 	h.store, err = storage.NewDataStore(&storage.Config{Type: storage.TypeMemory}, promutils.NewScope("shared_store"))
 	if err != nil {
