@@ -8,7 +8,9 @@ Three servers, each a child process on loopback:
 - the floor (bench/floor.py): an empty grpc.aio AsyncAgentService answering one fixed GetTaskResponse,
   i.e. what any Python grpc.aio connector pays before doing anything of its own;
 - flytekit's connector (`pyflyte serve connector`);
-- this project (`sensor-connector serve`).
+- this project (`sensor-connector serve`);
+- this project again, loaded over flyteidl2's AsyncConnectorService as Flyte 2's executor calls it (the
+  "Flyte 2" column), so that both protocols' cost is measured on the same load in the same run.
 
 Each is started `--starts` times, one server after the other, for start-up time (spawn to health
 SERVING, or to the first answer for the floor, which has no health service) and idle RSS (medians); the
@@ -52,12 +54,33 @@ USER_ENV = {
 }
 
 FLOOR, FLYTEKIT, OURS = "floor (empty grpc.aio)", "flytekit connector", "flyte-sensor-connector"
+#: The same server loaded over flyteidl2 (Flyte 2's executor) instead of flyteidl (propeller).
+OURS2 = "flyte-sensor-connector, Flyte 2"
 
 
 @dataclass
 class Server:
     name: str
     command: Callable[[int], list[str]]
+    #: The protocol bench/load.py speaks to it: "" (flyteidl) or "flyte2" (flyteidl2).
+    protocol: str = ""
+
+
+def ours(state_dir: str) -> Callable[[int], list[str]]:
+    return lambda port: [
+        str(BIN / "sensor-connector"),
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--metrics-port",
+        str(free_port()),
+        "--state-dir",
+        state_dir,
+        "--log-level",
+        "WARNING",
+    ]
 
 
 def servers(state_dir: str) -> list[Server]:
@@ -75,23 +98,8 @@ def servers(state_dir: str) -> list[Server]:
                 str(free_port()),
             ],
         ),
-        Server(
-            OURS,
-            lambda port: [
-                str(BIN / "sensor-connector"),
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--metrics-port",
-                str(free_port()),
-                "--state-dir",
-                state_dir,
-                "--log-level",
-                "WARNING",
-            ],
-        ),
+        Server(OURS, ours(state_dir)),
+        Server(OURS2, ours(state_dir), protocol="flyte2"),
     ]
 
 
@@ -103,6 +111,7 @@ class Running:
     port: int
     startup_s: float
     rss_idle_mib: float
+    protocol: str = ""
 
 
 def start(server: Server, args: argparse.Namespace, extra_env: dict[str, str] | None = None) -> Running:
@@ -127,7 +136,7 @@ def start(server: Server, args: argparse.Namespace, extra_env: dict[str, str] | 
         starts.append(time.monotonic() - t0)
         idle.append(rss_mib(proc.pid))
         if attempt == count - 1:
-            return Running(proc, port, statistics.median(starts), statistics.median(idle))
+            return Running(proc, port, statistics.median(starts), statistics.median(idle), server.protocol)
         stop(proc)
     raise ValueError("--starts must be at least 1")
 
@@ -143,7 +152,8 @@ def load(
     """The same load on every running server, from one client process, in interleaved rounds."""
     client = [sys.executable, str(HERE / "load.py"), "--dir", tmp]
     for name, server in running.items():
-        client += ["--target", f"{name}={server.port}:{server.proc.pid}"]
+        protocol = f":{server.protocol}" if server.protocol else ""
+        client += ["--target", f"{name}={server.port}:{server.proc.pid}{protocol}"]
     client += ["--sensors", str(args.sensors), "--concurrency", str(args.concurrency)]
     if user:
         client += ["--template", str(USER_TEMPLATE), "--warmup", str(args.user_gets // 5)]
@@ -160,7 +170,7 @@ def load(
 
 
 def table(results: dict[str, dict[str, Any]], soak: int) -> list[str]:
-    floor, flytekit, ours = results.get(FLOOR), results.get(FLYTEKIT), results.get(OURS)
+    floor, flytekit, ours, ours2 = (results.get(n) for n in (FLOOR, FLYTEKIT, OURS, OURS2))
     rows = [
         ("server CPU per GetTask, ms", "cpu_ms_per_get", "{:.3f}"),
         ("GetTask/s", "rps", "{:,.0f}"),
@@ -178,18 +188,23 @@ def table(results: dict[str, dict[str, Any]], soak: int) -> list[str]:
             return "—"
         return f"{ours[key] / base[key]:.2f}x"
 
-    head = ["figure", FLOOR, FLYTEKIT, OURS, "ours / floor", "ours / flytekit"]
+    def flyte2_ratio(key: str) -> str:
+        if ours is None or ours2 is None or not ours.get(key):
+            return "—"
+        return f"{ours2[key] / ours[key]:.2f}x"
+
+    head = ["figure", FLOOR, FLYTEKIT, OURS, OURS2, "ours / floor", "ours / flytekit", "Flyte 2 / Flyte 1"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for label, key, fmt in rows:
-        cells = [fmt.format(r[key]) if r is not None else "—" for r in (floor, flytekit, ours)]
-        lines.append(
-            f"| {label} | " + " | ".join(cells) + f" | {ratio(key, floor)} | {ratio(key, flytekit)} |"
-        )
+        cells = [fmt.format(r[key]) if r is not None else "—" for r in (floor, flytekit, ours, ours2)]
+        ratios = f" | {ratio(key, floor)} | {ratio(key, flytekit)} | {flyte2_ratio(key)} |"
+        lines.append(f"| {label} | " + " | ".join(cells) + ratios)
     return lines
 
 
 def goals(results: dict[str, dict[str, Any]]) -> list[tuple[str, bool | None]]:
     floor, flytekit, ours = results.get(FLOOR), results.get(FLYTEKIT), results.get(OURS)
+    ours2 = results.get(OURS2)
     if ours is None:
         return []
 
@@ -217,6 +232,11 @@ def goals(results: dict[str, dict[str, Any]]) -> list[tuple[str, bool | None]]:
             growth <= 5 if ours["soak"] else None,
         ),
         ("no GetTask errors", ours["errors"] == 0),
+        (
+            "server CPU per GetTask over flyteidl2 (Flyte 2) ≤ 1.1x over flyteidl (Flyte 1)",
+            check(ours2, lambda o: o["cpu_ms_per_get"] <= 1.1 * ours["cpu_ms_per_get"]),
+        ),
+        ("no GetTask errors over flyteidl2", check(ours2, lambda o: bool(o["errors"] == 0))),
     ]
 
 
@@ -231,7 +251,9 @@ def main() -> int:
     parser.add_argument("--starts", type=int, default=5, help="starts per server for start-up and idle RSS")
     parser.add_argument("--sensors", type=int, default=500)
     parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--only", action="append", choices=("floor", "flytekit", "ours"), help="repeatable")
+    parser.add_argument(
+        "--only", action="append", choices=("floor", "flytekit", "ours", "flyte2"), help="repeatable"
+    )
     parser.add_argument(
         "--user-gets", type=int, default=5_000, help="measured GetTask of the user-sensor row (0: no row)"
     )
@@ -247,7 +269,7 @@ def main() -> int:
         args.gets, args.soak, args.starts = min(args.gets, 6_000), min(args.soak, 20_000), 2
         args.rounds = min(args.rounds, 3)
         args.user_gets = min(args.user_gets, 1_500)
-    picked = {"floor": FLOOR, "flytekit": FLYTEKIT, "ours": OURS}
+    picked = {"floor": FLOOR, "flytekit": FLYTEKIT, "ours": OURS, "flyte2": OURS2}
     wanted = {picked[o] for o in args.only} if args.only else set(picked.values())
     running: dict[str, Running] = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,6 +1,6 @@
 """The load client of bench/compare.py, in a process of its own so that it never shares the servers'.
 
-    python bench/load.py --target NAME=PORT:PID [--target ...] --dir /tmp/x [--sensors 500] [--gets 20000] ...
+    python bench/load.py --target NAME=PORT:PID[:flyte2] [--target ...] --dir /tmp/x [--sensors 500] ...
 
 Like propeller: CreateTask once per FileSensor (local paths that do not exist yet), then GetTask over
 and over from `--concurrency` loops. Phases: create and warm up on every server; then the measured
@@ -8,7 +8,9 @@ Gets in `--rounds` rounds, each round giving every server its share in turn (the
 that whatever else the machine does at a moment weighs on all servers alike; then the soak of each
 (its RSS before and after). Per server: latencies over all rounds, and the server's CPU time per Get
 (from /proc/PID/stat around each of its turns) as the median of its rounds. Prints one JSON object,
-keyed by server name.
+keyed by server name. A target whose spec ends in `:flyte2` is loaded over flyteidl2's
+AsyncConnectorService (Flyte 2's executor) with the same templates and inputs; the others over flyteidl's
+AsyncAgentService (propeller).
 """
 
 from __future__ import annotations
@@ -19,11 +21,13 @@ import json
 import statistics
 import sys
 import time
+from typing import Any
 
 import grpc
 from common import cpu_seconds, create_request, file_sensor_template, rss_mib, template_from
 from flyteidl.admin import agent_pb2
 from flyteidl.service import agent_pb2_grpc
+from flyteidl2.connector import connector_pb2, service_pb2_grpc
 
 
 class Target:
@@ -31,11 +35,17 @@ class Target:
 
     def __init__(self, spec: str) -> None:
         self.name, _, where = spec.rpartition("=")
-        port, _, pid = where.partition(":")
+        port, _, rest = where.partition(":")
+        pid, _, protocol = rest.partition(":")
         self.pid = int(pid)
+        self.flyte2 = protocol == "flyte2"
         self.channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-        self.stub = agent_pb2_grpc.AsyncAgentServiceStub(self.channel)
-        self.gets: list[agent_pb2.GetTaskRequest] = []
+        self.stub: Any = (
+            service_pb2_grpc.AsyncConnectorServiceStub(self.channel)
+            if self.flyte2
+            else agent_pb2_grpc.AsyncAgentServiceStub(self.channel)
+        )
+        self.gets: list[Any] = []
         self.latencies: list[float] = []
         self.cpu_per_get: list[float] = []
         self.elapsed = 0.0
@@ -43,13 +53,16 @@ class Target:
 
 
 async def create(target: Target, creates: list[agent_pb2.CreateTaskRequest], concurrency: int) -> None:
-    category = agent_pb2.TaskCategory(name="sensor", version=0)
+    messages: Any = connector_pb2 if target.flyte2 else agent_pb2
+    category = messages.TaskCategory(name="sensor", version=0)
+    if target.flyte2:  # the same request as Flyte 2 sends it: field for field the same bytes
+        creates = [connector_pb2.CreateTaskRequest.FromString(r.SerializeToString()) for r in creates]
     for i in range(0, len(creates), concurrency):
         replies = await asyncio.gather(
             *(target.stub.CreateTask(r, timeout=10) for r in creates[i : i + concurrency])
         )
         target.gets += [
-            agent_pb2.GetTaskRequest(task_category=category, resource_meta=r.resource_meta) for r in replies
+            messages.GetTaskRequest(task_category=category, resource_meta=r.resource_meta) for r in replies
         ]
 
 

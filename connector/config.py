@@ -129,6 +129,11 @@ class Config:
     user_poke_threads: int = _opt(
         16, "worker threads for the pokes of user sensors, all classes together (kept off the event loop)"
     )
+    flyte2_default_deadline: float = _opt(
+        86400.0,
+        "seconds a Flyte 2 sensor task that sets no `deadline` of its own may wait before it fails "
+        "(Flyte 2's executor has no timeout of its own for connector tasks); 0 = wait for ever",
+    )
     log_level: str = _opt("INFO", "log level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     log_format: str = _opt("text", "log line format", choices=("text", "json"))
 
@@ -167,6 +172,8 @@ class Config:
         for module in self.sensor_modules:
             if not all(part.isidentifier() for part in module.split(".")):
                 raise ValueError(f"--sensor-modules: {module!r} is not a dotted module name")
+        if self.flyte2_default_deadline < 0:
+            raise ValueError("--flyte2-default-deadline must be zero (no default) or more seconds")
         if self.fs_cache_entries < 1:
             raise ValueError("--fs-cache-entries must be at least 1")
         if (self.tls_cert_file is None) != (self.tls_key_file is None):

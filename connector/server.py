@@ -25,14 +25,18 @@ from .engine.user.sensors import UserModules
 from .observe.metrics import Metrics
 from .state.codec import Codec
 from .state.keys import load_keyring
+from .wire import flyte2
 from .wire.rpc import Limiter, add_services
 from .wire.services import AgentMetadataService, AsyncAgentService
 
 log = logging.getLogger(__name__)
 
-SERVICE_NAMES = tuple(
-    agent_pb2.DESCRIPTOR.services_by_name[name].full_name
-    for name in ("AsyncAgentService", "AgentMetadataService")
+SERVICE_NAMES = (
+    *(
+        agent_pb2.DESCRIPTOR.services_by_name[name].full_name
+        for name in ("AsyncAgentService", "AgentMetadataService")
+    ),
+    *flyte2.SERVICE_NAMES,
 )
 
 
@@ -125,6 +129,14 @@ class Server:
             {"AgentMetadataService": AgentMetadataService(self.engines)},
             self.limiters[1],
         )
+        # Flyte 2's protocol, on the same port, over the same engines and limits.
+        v2 = flyte2.SERVICES
+        connectors = flyte2.AsyncConnectorService(
+            self.engines, self.metrics, default_deadline=cfg.flyte2_default_deadline
+        )
+        add_services(server, v2, {"AsyncConnectorService": connectors}, self.limiters[0])
+        metadata = flyte2.ConnectorMetadataService(self.engines)
+        add_services(server, v2, {"ConnectorMetadataService": metadata}, self.limiters[1])
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
             (

@@ -17,7 +17,7 @@ from .conftest import ROOT
 
 def _serve_table(readme: str) -> dict[str, tuple[str, str]]:
     """The README's `serve` options table: flag -> (environment variable, default cell)."""
-    rows = re.findall(r"^\| `(--[a-z-]+)` \| `([A-Z_]+)` \| ([^|]+) \|", readme, re.M)
+    rows = re.findall(r"^\| `(--[a-z0-9-]+)` \| `([A-Z0-9_]+)` \| ([^|]+) \|", readme, re.M)
     return {flag: (env, default.strip()) for flag, env, default in rows}
 
 

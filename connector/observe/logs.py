@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import contextvars
 import datetime as dt
 import json
 import logging
 import sys
 
+#: The protocol of the call being served ("flyte1": flyteidl's AsyncAgentService, "flyte2": flyteidl2's
+#: AsyncConnectorService), set by the servicers; every log line written while serving it carries it.
+PROTOCOL: contextvars.ContextVar[str | None] = contextvars.ContextVar("protocol", default=None)
+
 #: LogRecord attributes that a call may set with `extra=` and that JSON lines carry as fields.
 CONTEXT_FIELDS = (
+    "protocol",
     "operation",
     "category",
     "sensor",
@@ -19,6 +25,15 @@ CONTEXT_FIELDS = (
     "retry",
     "task_name",
 )
+
+
+class ProtocolFilter(logging.Filter):
+    """Labels a record with the protocol of the call it was written for, unless it names one itself."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "protocol", None) is None:
+            record.protocol = PROTOCOL.get()
+        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -63,6 +78,7 @@ def setup(level: str = "INFO", fmt: str = "text") -> None:
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(TextFormatter())
+    handler.addFilter(ProtocolFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

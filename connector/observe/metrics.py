@@ -183,6 +183,13 @@ class Metrics:
             ["sensor"],
             registry=own,
         )
+        self.protocol_requests = Counter(
+            f"{OWN_PREFIX}protocol_requests",
+            "Calls answered, by protocol (flyte1: flyteidl AsyncAgentService, flyte2: flyteidl2 "
+            "AsyncConnectorService), operation and gRPC status code",
+            ["protocol", "operation", "code"],
+            registry=own,
+        )
         self.refused = Counter(
             f"{OWN_PREFIX}rpcs_refused",
             "Calls refused before reaching a servicer, by reason (overload: beyond --max-concurrent-rpcs, "
@@ -213,9 +220,19 @@ class Metrics:
         return task_type
 
     def request_done(
-        self, task_type: str, operation: str, seconds: float, code: grpc.StatusCode | None
+        self,
+        task_type: str,
+        operation: str,
+        seconds: float,
+        code: grpc.StatusCode | None,
+        protocol: str = "flyte1",
     ) -> None:
-        """Count one RPC; `code` is None on success, else the status it was answered with."""
+        """Count one RPC; `code` is None on success, else the status it was answered with.
+
+        `protocol` is "flyte1" (flyteidl's AsyncAgentService) or "flyte2" (flyteidl2's
+        AsyncConnectorService); flytekit's families count both alike, as one connector's work.
+        """
+        self._bound(self.protocol_requests, protocol, operation, "OK" if code is None else code.name).inc()
         task_type = self._task_type(task_type)
         self._bound(self.request_latency, task_type, operation).observe(seconds)
         if code is None:

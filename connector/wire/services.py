@@ -16,6 +16,7 @@ from flyteidl.service import agent_pb2_grpc
 from ..engine.base import Engine, TimeWindow
 from ..engine.errors import InvalidArgument, NotFound, RequestError, capped
 from ..engine.registry import EngineRegistry, TaskCategory, category_of
+from ..observe.logs import PROTOCOL
 from ..observe.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -23,6 +24,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 #: The label of a category this connector does not serve.
 UNKNOWN = "unknown"
+#: The protocols as metrics and logs name them: flyteidl's AsyncAgentService, flyteidl2's connector services.
+FLYTE1, FLYTE2 = "flyte1", "flyte2"
 
 
 async def guarded(
@@ -31,6 +34,7 @@ async def guarded(
     category: str,
     work: Callable[[], Awaitable[T]],
     metrics: Metrics | None = None,
+    protocol: str = FLYTE1,
 ) -> T:
     """Run `work`, turning a RequestError into its status and anything else into INTERNAL (a bug).
 
@@ -40,9 +44,9 @@ async def guarded(
     try:
         result = await work()
     except BaseException as exc:
-        await refuse(context, operation, category, exc, t0, metrics)
+        await refuse(context, operation, category, exc, t0, metrics, protocol)
     if metrics is not None:
-        metrics.request_done(category.split(" ")[0], operation, time.perf_counter() - t0, None)
+        metrics.request_done(category.split(" ")[0], operation, time.perf_counter() - t0, None, protocol)
     return result
 
 
@@ -53,6 +57,7 @@ async def refuse(
     exc: BaseException,
     t0: float,
     metrics: Metrics | None,
+    protocol: str = FLYTE1,
 ) -> NoReturn:
     """End a call whose work raised `exc`: its RequestError's status, INTERNAL for a bug, or re-raise.
 
@@ -61,7 +66,7 @@ async def refuse(
     if isinstance(exc, RequestError):
         code = exc.code
         message = capped(str(exc))
-        extra = {"operation": operation, "category": category}
+        extra = {"operation": operation, "category": category, "protocol": protocol}
         log.info("%s %s rejected: %s", operation, category, message, extra=extra)
     elif isinstance(exc, Exception):
         code = grpc.StatusCode.INTERNAL
@@ -70,7 +75,7 @@ async def refuse(
     else:
         code = grpc.StatusCode.CANCELLED
     if metrics is not None:
-        metrics.request_done(category.split(" ")[0], operation, time.perf_counter() - t0, code)
+        metrics.request_done(category.split(" ")[0], operation, time.perf_counter() - t0, code, protocol)
     if code == grpc.StatusCode.CANCELLED:
         raise exc
     await context.abort(code, message)
@@ -99,9 +104,13 @@ class Route:
 class AsyncAgentService(agent_pb2_grpc.AsyncAgentServiceServicer):  # type: ignore[misc]
     """CreateTask, GetTask, DeleteTask, GetTaskLogs and GetTaskMetrics routed by task category."""
 
-    def __init__(self, engines: EngineRegistry, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self, engines: EngineRegistry, metrics: Metrics | None = None, protocol: str = FLYTE1
+    ) -> None:
         self.engines = engines
         self.metrics = metrics
+        #: The protocol metrics and logs name for these calls (the Flyte 2 servicer delegates here).
+        self.protocol = protocol
 
     def _route(self, request: Any) -> Route:
         """Where a call goes, by the category it names."""
@@ -121,6 +130,7 @@ class AsyncAgentService(agent_pb2_grpc.AsyncAgentServiceServicer):  # type: igno
         self, request: agent_pb2.CreateTaskRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.CreateTaskResponse:
         """Start watching: validate and return resource_meta."""
+        PROTOCOL.set(self.protocol)
         tmpl = request.template
         route = self._route_for(TaskCategory(tmpl.type, tmpl.task_type_version)) if tmpl.type else None
 
@@ -133,46 +143,47 @@ class AsyncAgentService(agent_pb2_grpc.AsyncAgentServiceServicer):  # type: igno
             return agent_pb2.CreateTaskResponse(resource_meta=await engine.create(request))
 
         label = route.label if route is not None else UNKNOWN
-        return await guarded(context, "create", label, work, self.metrics)
+        return await guarded(context, "create", label, work, self.metrics, self.protocol)
 
     async def GetTask(self, request: agent_pb2.GetTaskRequest, context: grpc.aio.ServicerContext) -> bytes:
         """Poke once and answer the phase: a GetTaskResponse, serialized by the engine."""
         # `guarded` spelled out: the hot path, with no closure and no coroutine of its own.
+        PROTOCOL.set(self.protocol)
         route = self._route(request)
         t0 = time.perf_counter()
         try:
             response = await route.served().get(request.resource_meta)
         except BaseException as exc:
-            await refuse(context, "get", route.label, exc, t0, self.metrics)
+            await refuse(context, "get", route.label, exc, t0, self.metrics, self.protocol)
         if self.metrics is not None:
-            self.metrics.request_done(route.task_type, "get", time.perf_counter() - t0, None)
+            self.metrics.request_done(route.task_type, "get", time.perf_counter() - t0, None, self.protocol)
         return response
 
     async def DeleteTask(
         self, request: agent_pb2.DeleteTaskRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.DeleteTaskResponse:
         """Stop watching; idempotent."""
-
+        PROTOCOL.set(self.protocol)
         route = self._route(request)
 
         async def work() -> agent_pb2.DeleteTaskResponse:
             await route.served().delete(request.resource_meta)
             return agent_pb2.DeleteTaskResponse()
 
-        return await guarded(context, "delete", route.label, work, self.metrics)
+        return await guarded(context, "delete", route.label, work, self.metrics, self.protocol)
 
     async def GetTaskLogs(
         self, request: agent_pb2.GetTaskLogsRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[agent_pb2.GetTaskLogsResponse]:
         """The task's story in plain words: a header, then a body of at most `lines` lines (the last ones)."""
-
+        PROTOCOL.set(self.protocol)
         route = self._route(request)
 
         async def work() -> list[agent_pb2.LogLine]:
             lines = await route.served().logs(request.resource_meta)
             return lines[-request.lines :] if request.lines > 0 else lines
 
-        lines = await guarded(context, "get_logs", route.label, work, self.metrics)
+        lines = await guarded(context, "get_logs", route.label, work, self.metrics, self.protocol)
         # Everything fits one page, so the continuation token is empty.
         yield agent_pb2.GetTaskLogsResponse(header=agent_pb2.GetTaskLogsResponseHeader(token=""))
         body = agent_pb2.GetTaskLogsResponseBody(
@@ -184,7 +195,7 @@ class AsyncAgentService(agent_pb2_grpc.AsyncAgentServiceServicer):  # type: igno
         self, request: agent_pb2.GetTaskMetricsRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.GetTaskMetricsResponse:
         """Figures for the queries named (all known when none are); unknown names are logged, skipped."""
-
+        PROTOCOL.set(self.protocol)
         route = self._route(request)
 
         async def work() -> agent_pb2.GetTaskMetricsResponse:
@@ -192,7 +203,7 @@ class AsyncAgentService(agent_pb2_grpc.AsyncAgentServiceServicer):  # type: igno
             results = await engine.metrics(request.resource_meta, list(request.queries), _window(request))
             return agent_pb2.GetTaskMetricsResponse(results=results)
 
-        return await guarded(context, "get_metrics", route.label, work, self.metrics)
+        return await guarded(context, "get_metrics", route.label, work, self.metrics, self.protocol)
 
 
 def _window(request: agent_pb2.GetTaskMetricsRequest) -> TimeWindow:

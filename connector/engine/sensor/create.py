@@ -25,7 +25,14 @@ from ..user.sensors import UserModules, UserSensor
 from .answer import MET_OUTPUT
 
 #: Modules whose classes may be named by their bare class name (our own authoring classes).
-_OWN_MODULES = ("", "sensors", "sensors.flytekit", "flytekitplugins.sensor_connector.flytekit")
+_OWN_MODULES = (
+    "",
+    "sensors",
+    "sensors.flytekit",
+    "flytekitplugins.sensor_connector.flytekit",
+    # The Flyte 2 authoring package (plugins/flyte2).
+    "flyteplugins.sensor_connector.flyte2",
+)
 
 
 def check(

@@ -1,0 +1,302 @@
+package flyte2
+
+// The only part written here: the task execution context Flyte 2's executor would build for the
+// connector plugin, in memory. Everything it hands the plugin (readers, writers, paths) is Flyte's own;
+// plugin state is kept with encoding/gob, as the executor's state codec does.
+
+import (
+	"bytes"
+	"context"
+	"encoding/gob"
+	"fmt"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	v1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/flyteorg/flyte/v2/flyteplugins/go/tasks/pluginmachinery/catalog"
+	pluginsCore "github.com/flyteorg/flyte/v2/flyteplugins/go/tasks/pluginmachinery/core"
+	"github.com/flyteorg/flyte/v2/flyteplugins/go/tasks/pluginmachinery/io"
+	"github.com/flyteorg/flyte/v2/flyteplugins/go/tasks/pluginmachinery/ioutils"
+	"github.com/flyteorg/flyte/v2/flyteplugins/go/tasks/plugins/webapi/connector"
+	"github.com/flyteorg/flyte/v2/flytestdlib/promutils"
+	"github.com/flyteorg/flyte/v2/flytestdlib/storage"
+	idlcore "github.com/flyteorg/flyte/v2/gen/go/flyteidl2/core"
+)
+
+// setupContext is what the executor gives a plugin loader: only the metrics scope matters to webapi
+// plugins without resource quotas.
+type setupContext struct{ scope promutils.Scope }
+
+func (s setupContext) EnqueueOwner() pluginsCore.EnqueueOwner {
+	return func(map[string]string) error { return nil }
+}
+func (s setupContext) IncludeEnqueueLabels() []string                   { return nil }
+func (s setupContext) OwnerKind() string                                { return "TaskAction" }
+func (s setupContext) MetricsScope() promutils.Scope                    { return s.scope }
+func (s setupContext) KubeClient() pluginsCore.KubeClient               { return nil }
+func (s setupContext) SecretManager() pluginsCore.SecretManager         { return nil }
+func (s setupContext) ResourceRegistrar() pluginsCore.ResourceRegistrar { return nil }
+
+// task is one task execution as the executor keeps it between rounds.
+type task struct {
+	name     string
+	id       *idlcore.TaskExecutionIdentifier
+	template *idlcore.TaskTemplate
+	inputs   storage.DataReference // prefix holding inputs.pb
+	outputs  storage.DataReference // output prefix
+	raw      storage.DataReference
+
+	mu           sync.Mutex
+	state        []byte // gob
+	stateVersion uint8
+}
+
+var taskCount struct {
+	sync.Mutex
+	n int
+}
+
+// newTask writes the inputs where the executor would and returns a task that has not started.
+func (h *harness) newTask(t *testing.T, label string, template *idlcore.TaskTemplate, inputs *idlcore.LiteralMap) *task {
+	t.Helper()
+	taskCount.Lock()
+	taskCount.n++
+	n := taskCount.n
+	taskCount.Unlock()
+	name := fmt.Sprintf("flyte2-%s-%d-%d", label, os.Getpid(), n)
+	ctx := context.Background()
+	base := storage.DataReference("mem://interop/" + name)
+	tk := &task{
+		name:     name,
+		template: template,
+		id: &idlcore.TaskExecutionIdentifier{
+			TaskId: &idlcore.Identifier{ResourceType: idlcore.ResourceType_TASK, Project: "flytesnacks",
+				Domain: "development", Name: template.GetId().GetName(), Version: "v1"},
+			NodeExecutionId: &idlcore.NodeExecutionIdentifier{NodeId: "a0", ExecutionId: &idlcore.WorkflowExecutionIdentifier{
+				Project: "flytesnacks", Domain: "development", Name: name}},
+		},
+		inputs:  base + "/inputs",
+		outputs: base + "/outputs",
+		raw:     base + "/raw",
+	}
+	paths := ioutils.NewInputFilePaths(ctx, h.store, tk.inputs)
+	if inputs == nil {
+		inputs = &idlcore.LiteralMap{}
+	}
+	if err := h.store.WriteProtobuf(ctx, paths.GetInputPath(), storage.Options{}, inputs); err != nil {
+		t.Fatal(err)
+	}
+	return tk
+}
+
+// pluginState mirrors the webapi core's persisted State field by field (gob matches by name), so the
+// test can read what the plugin itself saved: the resource_meta and the count of failed Gets.
+type pluginState struct {
+	Phase                           int
+	PhaseVersion                    uint32
+	ResourceMeta                    interface{}
+	SyncFailureCount                int
+	AllocationTokenRequestStartTime time.Time
+	ErrorMessage                    string
+}
+
+func gobEncode(v interface{}) ([]byte, error) {
+	var buf bytes.Buffer
+	err := gob.NewEncoder(&buf).Encode(v)
+	return buf.Bytes(), err
+}
+
+func gobDecode(raw []byte, v interface{}) error {
+	return gob.NewDecoder(bytes.NewReader(raw)).Decode(v)
+}
+
+// saved decodes the task's plugin state.
+func (tk *task) saved(t *testing.T) pluginState {
+	t.Helper()
+	tk.mu.Lock()
+	defer tk.mu.Unlock()
+	var s pluginState
+	if tk.state == nil {
+		return s
+	}
+	if err := gobDecode(tk.state, &s); err != nil {
+		t.Fatalf("decode plugin state of %s: %v", tk.name, err)
+	}
+	return s
+}
+
+// meta is the connector resource_meta the plugin saved (nil before Create).
+func (tk *task) meta(t *testing.T) *connector.ResourceMetaWrapper {
+	t.Helper()
+	s := tk.saved(t)
+	if s.ResourceMeta == nil {
+		return nil
+	}
+	m, ok := s.ResourceMeta.(connector.ResourceMetaWrapper)
+	if !ok {
+		t.Fatalf("plugin state of %s holds %T, not connector.ResourceMetaWrapper", tk.name, s.ResourceMeta)
+	}
+	return &m
+}
+
+// withState is a new execution (a new name, so a new cache entry) that starts from `s` as its saved state.
+func (h *harness) withState(t *testing.T, label string, from *task, s pluginState) *task {
+	t.Helper()
+	tk := h.newTask(t, label, from.template, nil)
+	tk.inputs = from.inputs
+	raw, err := gobEncode(&s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	from.mu.Lock()
+	tk.stateVersion = from.stateVersion
+	from.mu.Unlock()
+	tk.state = raw
+	return tk
+}
+
+// execContext is a pluginsCore.TaskExecutionContext for one round of one task.
+type execContext struct {
+	h      *harness
+	tk     *task
+	reader stateReader
+	writer *stateWriter
+}
+
+func (h *harness) contextFor(tk *task) *execContext {
+	tk.mu.Lock()
+	defer tk.mu.Unlock()
+	return &execContext{h: h, tk: tk, reader: stateReader{state: tk.state, version: tk.stateVersion},
+		writer: &stateWriter{}}
+}
+
+// commit keeps the state the plugin wrote, as the executor does at the end of a round.
+func (c *execContext) commit() {
+	if !c.writer.written {
+		return
+	}
+	c.tk.mu.Lock()
+	defer c.tk.mu.Unlock()
+	c.tk.state = c.writer.state
+	c.tk.stateVersion = c.writer.version
+}
+
+func (c *execContext) ResourceManager() pluginsCore.ResourceManager { return nil }
+func (c *execContext) SecretManager() pluginsCore.SecretManager     { return nil }
+func (c *execContext) TaskRefreshIndicator() pluginsCore.SignalAsync {
+	return func(context.Context) {}
+}
+func (c *execContext) DataStore() *storage.DataStore                    { return c.h.store }
+func (c *execContext) PluginStateReader() pluginsCore.PluginStateReader { return c.reader }
+func (c *execContext) PluginStateWriter() pluginsCore.PluginStateWriter { return c.writer }
+func (c *execContext) TaskReader() pluginsCore.TaskReader               { return taskReader{c.tk} }
+func (c *execContext) InputReader() io.InputReader {
+	ctx := context.Background()
+	return ioutils.NewRemoteFileInputReader(ctx, c.h.store, ioutils.NewInputFilePaths(ctx, c.h.store, c.tk.inputs))
+}
+func (c *execContext) OutputWriter() io.OutputWriter {
+	ctx := context.Background()
+	paths := ioutils.NewCheckpointRemoteFilePaths(ctx, c.h.store, c.tk.outputs, ioutils.NewRawOutputPaths(ctx, c.tk.raw), "")
+	return ioutils.NewRemoteFileOutputWriter(ctx, c.h.store, paths)
+}
+func (c *execContext) TaskExecutionMetadata() pluginsCore.TaskExecutionMetadata {
+	return execMetadata{c.tk}
+}
+func (c *execContext) Catalog() catalog.AsyncClient { return nil }
+
+type stateReader struct {
+	state   []byte
+	version uint8
+}
+
+func (r stateReader) GetStateVersion() uint8 { return r.version }
+
+func (r stateReader) Get(v interface{}) (uint8, error) {
+	if r.state == nil {
+		return r.version, nil
+	}
+	return r.version, gobDecode(r.state, v)
+}
+
+type stateWriter struct {
+	state   []byte
+	version uint8
+	written bool
+}
+
+func (w *stateWriter) Put(version uint8, v interface{}) error {
+	raw, err := gobEncode(v)
+	if err != nil {
+		return err
+	}
+	w.state, w.version, w.written = raw, version, true
+	return nil
+}
+
+func (w *stateWriter) Reset() error {
+	w.state, w.written = nil, true
+	return nil
+}
+
+type taskReader struct{ tk *task }
+
+func (r taskReader) Path(context.Context) (storage.DataReference, error) {
+	return storage.DataReference("mem://interop/" + r.tk.name + "/task.pb"), nil
+}
+
+func (r taskReader) Read(context.Context) (*idlcore.TaskTemplate, error) { return r.tk.template, nil }
+
+type execMetadata struct{ tk *task }
+
+func (m execMetadata) GetOwnerID() types.NamespacedName {
+	return types.NamespacedName{Namespace: "flytesnacks-development", Name: m.tk.name}
+}
+func (m execMetadata) GetTaskExecutionID() pluginsCore.TaskExecutionID { return execID{m.tk} }
+func (m execMetadata) GetNamespace() string                            { return "flytesnacks-development" }
+func (m execMetadata) GetOwnerReference() metav1.OwnerReference        { return metav1.OwnerReference{} }
+func (m execMetadata) GetOverrides() pluginsCore.TaskOverrides         { return nil }
+func (m execMetadata) GetLabels() map[string]string {
+	return map[string]string{"execution-id": m.tk.name}
+}
+func (m execMetadata) GetMaxAttempts() uint32                            { return 1 }
+func (m execMetadata) GetAnnotations() map[string]string                 { return map[string]string{} }
+func (m execMetadata) GetK8sServiceAccount() string                      { return "default" }
+func (m execMetadata) GetSecurityContext() *idlcore.SecurityContext      { return &idlcore.SecurityContext{} }
+func (m execMetadata) IsInterruptible() bool                             { return false }
+func (m execMetadata) GetPlatformResources() *v1.ResourceRequirements    { return nil }
+func (m execMetadata) GetInterruptibleFailureThreshold() int32           { return 0 }
+func (m execMetadata) GetEnvironmentVariables() map[string]string        { return nil }
+func (m execMetadata) GetConsoleURL() string                             { return "" }
+func (m execMetadata) GetExternalResourceAttributes() pluginsCore.ExternalResourceAttributes {
+	return pluginsCore.ExternalResourceAttributes{}
+}
+
+type execID struct{ tk *task }
+
+func (e execID) GetGeneratedName() string { return e.tk.name }
+func (e execID) GetGeneratedNameWith(int, int) (string, error) {
+	return e.tk.name, nil
+}
+func (e execID) GetID() *idlcore.TaskExecutionIdentifier { return e.tk.id }
+func (e execID) GetUniqueNodeID() string                 { return "a0" }
+
+// loadTemplate reads a flyteidl2 TaskTemplate from protobuf JSON (testdata: stock flytekit's templates
+// re-read as flyteidl2's by tests/vectors/make_flyte2_vectors.py).
+func loadTemplate(t *testing.T, path string) *idlcore.TaskTemplate {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tmpl idlcore.TaskTemplate
+	if err := protojson.Unmarshal(raw, &tmpl); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return &tmpl
+}
