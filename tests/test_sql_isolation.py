@@ -18,11 +18,12 @@ import pg8000.dbapi
 import pytest
 from flyteidl.core import execution_pb2
 
+from connector.config import Config
 from connector.server import Server
 from sensors.flytekit import SqlSensor
 
 from .catalog import request_for
-from .conftest import Connector, file_sensor_request
+from .conftest import Connector, file_sensor_request, with_secret_policy
 from .postgres import postgres_server
 
 Phase = execution_pb2.TaskExecution.Phase
@@ -36,6 +37,12 @@ NO_THREAD = "no thread was free for the query within its budget (--sql-threads);
 POKE_TIMEOUT = 2.0
 #: Seconds past the poke budget within which every query must have ended (a busy machine's scheduling).
 MARGIN = 0.5
+
+
+@pytest.fixture
+def config(config: Config) -> Config:
+    """The operator grants the database URL secret (it names its own destination: no hosts)."""
+    return with_secret_policy(config, {"sales-db-url": {}})
 
 
 @pytest.fixture
