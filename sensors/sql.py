@@ -106,26 +106,35 @@ def _sqlite_guard(action: int, *_: Any) -> int:
 
 
 class _Interrupt:
-    """Interrupts a SQLite connection's statement after `limit` seconds, unless cancelled first."""
+    """Interrupts a SQLite connection's statement from `limit` seconds on, until cancelled.
+
+    SQLite ignores an interrupt that arrives while no statement runs, so it is repeated every
+    `REPEAT` seconds: a statement that starts just after the deadline is stopped too.
+    """
+
+    REPEAT = 0.05
 
     def __init__(self, raw: Any, limit: float) -> None:
         self._raw = raw
         self._lock = threading.Lock()
-        self._armed = True
-        self._timer = threading.Timer(limit, self._fire)
-        self._timer.daemon = True
-        self._timer.start()
+        self._done = threading.Event()
+        threading.Thread(target=self._run, args=(limit,), name="sql-interrupt", daemon=True).start()
 
-    def _fire(self) -> None:
-        with self._lock:
-            if self._armed:
+    def _run(self, limit: float) -> None:
+        if self._done.wait(limit):
+            return
+        while True:
+            with self._lock:
+                if self._done.is_set():
+                    return
                 self._raw.interrupt()
+            if self._done.wait(self.REPEAT):
+                return
 
     def cancel(self) -> None:
         """Disarm before the connection goes back to the pool (it must never stop another query)."""
         with self._lock:
-            self._armed = False
-        self._timer.cancel()
+            self._done.set()
 
 
 class NotStarted(Exception):
