@@ -20,6 +20,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import venv
 from pathlib import Path
 
@@ -86,6 +87,9 @@ def main(argv: list[str]) -> int:
             local = ROOT / "examples" / "secret-policy.local.yaml"
             print(f"dev.py: serving with {local.relative_to(ROOT)}: every secret, any host", flush=True)
             rest = ["--secret-policy", str(local), *rest]
+        # Local paths: the working tree and the temporary directory, unless --local-roots (or its
+        # variable) says otherwise. An image or the chart admits none by default.
+        os.environ.setdefault("SENSOR_CONNECTOR_LOCAL_ROOTS", f"{ROOT},{tempfile.gettempdir()}")
         os.execv(str(BIN / "sensor-connector"), [str(BIN / "sensor-connector"), "serve", *rest])
     if "--fast" in rest:
         rest = [arg for arg in rest if arg != "--fast"] + ["-m", "not slow"]

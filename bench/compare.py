@@ -78,6 +78,9 @@ def ours(state_dir: str) -> Callable[[int], list[str]]:
         str(free_port()),
         "--state-dir",
         state_dir,
+        # The load's files live beside the state directory (which the connector carves out).
+        "--local-roots",
+        os.path.dirname(state_dir),
         "--log-level",
         "WARNING",
     ]

@@ -78,7 +78,23 @@ class Config:
     state_cache_entries: int = _opt(
         4096, "verified resource_meta kept decoded in memory (LRU), so a Get does not verify it again"
     )
-    blocking_threads: int = _opt(32, "threads for blocking filesystem calls made off the event loop")
+    blocking_threads: int = _opt(
+        32, "threads for blocking local filesystem calls (a pool of their own), made off the event loop"
+    )
+    sql_threads: int = _opt(8, "threads for SqlSensor queries (a pool of their own)")
+    secret_threads: int = _opt(4, "threads for reading secret files (a pool of their own)")
+    sql_queries_per_database: int = _opt(
+        4,
+        "SqlSensor queries run at once on one database URL; a poke finding them all busy answers "
+        "RUNNING and says so",
+    )
+    local_roots: list[Path] = _opt(
+        [],
+        "directories that local paths (plain or file://) must resolve into, symbolic links and .. "
+        "resolved; empty = no local paths at all. The connector's own state, secrets, key and TLS files "
+        "are never admitted, even inside a root. Env: comma-separated",
+        metavar="DIR",
+    )
     drain_period: float = _opt(
         15.0,
         "seconds to keep serving every call after SIGTERM, with health NOT_SERVING, so clients "
@@ -156,8 +172,9 @@ class Config:
             raise ValueError("--max-concurrent-rpcs must be zero (no limit) or more")
         if self.state_cache_entries < 1:
             raise ValueError("--state-cache-entries must be at least 1")
-        if self.blocking_threads < 1:
-            raise ValueError("--blocking-threads must be at least 1")
+        for name in ("blocking_threads", "sql_threads", "secret_threads", "sql_queries_per_database"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
         if self.max_pending_rpcs < 1:
             raise ValueError("--max-pending-rpcs must be at least 1")
         for name in ("drain_period", "grace_period", "max_connection_age"):

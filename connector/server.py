@@ -12,6 +12,7 @@ from flyteidl.service import agent_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from sensors import local_roots, pools, secrets, sql
 from sensors.registry import SensorRegistry, load_registry
 from sensors.store import Store, StoreSettings
 
@@ -90,6 +91,10 @@ class Server:
         # Files and object stores: this server's own; backends import on first use unless preloaded.
         self.store = Store(store_settings(config))
         self.store.preload()
+        # Blocking work in pools of its own kind, so a stuck kind cannot take another's threads (the
+        # local filesystem's is the Store's own).
+        pools.configure(sql=config.sql_threads, secrets=config.secret_threads)
+        sql.configure(queries_per_database=config.sql_queries_per_database)
         for sensor in self.sensors:
             sensor.warm_up()
         self.metrics.watch_store(self.store.stats.snapshot)
@@ -243,7 +248,18 @@ def store_settings(cfg: Config) -> StoreSettings:
         preload=tuple(cfg.preload),
         poke_timeout=cfg.poke_timeout,
         blocking_threads=cfg.blocking_threads,
+        local_roots=local_roots_of(cfg),
     )
+
+
+def local_roots_of(cfg: Config) -> local_roots.LocalRoots:
+    """The local paths sensors may read: --local-roots, the connector's own files carved out."""
+    own = [cfg.state_dir, secrets.secrets_dir(), *cfg.signing_key_file]
+    own += [p for p in (cfg.secret_policy, cfg.tls_cert_file, cfg.tls_key_file) if p is not None]
+    roots = local_roots.LocalRoots.build(cfg.local_roots, own)
+    for path in roots.holds_own():
+        log.info("%s lies inside --local-roots; it is carved out: no sensor may read it", path)
+    return roots
 
 
 def grpc_options(cfg: Config) -> list[tuple[str, int]]:

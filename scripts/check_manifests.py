@@ -231,7 +231,7 @@ def check_common(kinds: dict[str, dict[str, Any]], source: str) -> dict[str, Any
 
 
 def check_test_pod(kinds: dict[str, dict[str, Any]], source: str, tls: bool) -> None:
-    """The `helm test` Pod: `try` through the Service on a path that exists in the connector."""
+    """The `helm test` Pod: `try` through the Service with a TimeSensor met at once (no local path)."""
     pod = kinds["Pod"]
     expect(pod["metadata"]["annotations"].get("helm.sh/hook") == "test", f"{source}: test Pod is no hook")
     service = kinds["Service"]
@@ -243,11 +243,10 @@ def check_test_pod(kinds: dict[str, dict[str, Any]], source: str, tls: bool) -> 
     args = container["args"]
     grpc_port = next(p["port"] for p in service["spec"]["ports"] if p["name"] == "grpc")
     target = f"{service['metadata']['name']}.{service['metadata']['namespace']}.svc:{grpc_port}"
-    expect(args[:3] == ["try", target, "FileSensor"], f"{source}: test Pod args {args}")
-    path = args[args.index("--input") + 1].removeprefix("path=")
+    expect(
+        args[:5] == ["try", target, "TimeSensor", "--config", "delay=0"], f"{source}: test Pod args {args}"
+    )
     connector = pod_spec(kinds)["containers"][0]
-    keys = env_of(connector)["SENSOR_CONNECTOR_SIGNING_KEY_FILE"].split(",")
-    expect(path == keys[0], f"{source}: the test waits on {path}, not the connector's key file {keys[0]}")
     expect(("--tls" in args) == tls, f"{source}: test Pod --tls does not match the connector's TLS")
     expect(container["image"] == connector["image"], f"{source}: the test Pod runs another image")
     csc = container["securityContext"]
@@ -317,6 +316,11 @@ def check_default(docs: list[dict[str, Any]]) -> str:
             "SENSOR_MODULES",
             "USER_POKES_PER_SENSOR",
             "USER_POKE_THREADS",
+            "SQL_THREADS",
+            "SECRET_THREADS",
+            "SQL_QUERIES_PER_DATABASE",
+            # No local paths at all unless the operator names roots.
+            "LOCAL_ROOTS",
         )
         if f"SENSOR_CONNECTOR_{n}" in env
     ]
@@ -344,8 +348,8 @@ def check_default(docs: list[dict[str, Any]]) -> str:
         )
     return (
         "headless Service, generated key >= 32 bytes with a matching checksum, grpc probes, non-root, "
-        "terminationGracePeriodSeconds >= preStop+drain+grace+2, helm test Pod (try FileSensor on the key "
-        "file, not selected by the Service), Role: flyte/flytepropeller may watch this Service's Endpoints, "
+        "terminationGracePeriodSeconds >= preStop+drain+grace+2, helm test Pod (try a TimeSensor met at "
+        "once, not selected by the Service), Role: flyte/flytepropeller may watch this Service's Endpoints, "
         "NetworkPolicy: gRPC from flyte-core's and flyte-binary's propeller in flyte, metrics from "
         "monitoring, no secret policy (no secret granted)"
     )
@@ -409,6 +413,18 @@ def check_all_features(docs: list[dict[str, Any]]) -> str:
     expect(
         env.get("SENSOR_CONNECTOR_HTTP_ALLOW_HOSTS") == "status.internal,10.20.0.0/16",
         "all-features: httpAllowHosts not passed",
+    )
+    expect(
+        env.get("SENSOR_CONNECTOR_LOCAL_ROOTS") == "/data" and mounts.get("/data") == "data",
+        "all-features: localRoots not passed or its volume not mounted",
+    )
+    pools = {
+        n: env.get(f"SENSOR_CONNECTOR_{n}")
+        for n in ("SQL_THREADS", "SECRET_THREADS", "SQL_QUERIES_PER_DATABASE")
+    }
+    expect(
+        pools == {"SQL_THREADS": "4", "SECRET_THREADS": "2", "SQL_QUERIES_PER_DATABASE": "2"},
+        f"all-features: {pools}",
     )
     dashboard = json.loads(kinds["ConfigMap"]["data"]["sensor-connector.json"])
     exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]

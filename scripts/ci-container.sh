@@ -267,7 +267,8 @@ start_server() {
     log "$name: buildah run as $IMG_USER: ${IMG_ARGV[*]} (gRPC :$PORT, metrics :$METRICS_PORT, read-only root)"
     buildah run --isolation chroot --network host --user "$IMG_USER" "${VOLUME_ARGS[@]}" \
         -e "SENSOR_CONNECTOR_PORT=$PORT" -e "SENSOR_CONNECTOR_METRICS_PORT=$METRICS_PORT" \
-        -e SENSOR_CONNECTOR_DRAIN_PERIOD=2 -e SENSOR_CONNECTOR_GRACE_PERIOD=5 "$@" \
+        -e SENSOR_CONNECTOR_DRAIN_PERIOD=2 -e SENSOR_CONNECTOR_GRACE_PERIOD=5 \
+        -e SENSOR_CONNECTOR_LOCAL_ROOTS=/data "$@" \
         "$CTR" -- "${IMG_ARGV[@]}" >"$LOG" 2>&1 &
     RUN_PID=$!
     SERVER_PID=""

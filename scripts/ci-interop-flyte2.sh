@@ -76,7 +76,8 @@ echo "==> compiled interop/propeller in $((SECONDS - t0))s (both)"
 # 2. One server, both protocols: propeller's plugin (Flyte 1) and Flyte 2's, each with a FileSensor.
 head -c 48 /dev/urandom | base64 >"$WORK/signing.key"
 "$VENV/bin/sensor-connector" serve --host 127.0.0.1 --port 0 --metrics-port 0 --signing-key-file "$WORK/signing.key" \
-    --log-level DEBUG --log-format json --drain-period 0 --state-dir "$WORK/state" >"$WORK/server.log" 2>&1 &
+    --log-level DEBUG --log-format json --drain-period 0 --state-dir "$WORK/state" \
+    --local-roots "${TMPDIR:-/tmp}" >"$WORK/server.log" 2>&1 &
 SERVER_PID=$!
 for _ in $(seq 300); do
     PORT=$(python3 -c 'import json, re, sys

@@ -142,6 +142,15 @@ class Sensor(abc.ABC, Generic[C]):
         return ()
 
     @classmethod
+    def local_paths(cls, config: Any, inputs: Mapping[str, Any]) -> Sequence[str]:
+        """Paths or glob patterns this task will read (any protocol), checked at CreateTask.
+
+        The connector refuses the task at once when a local one lies outside its --local-roots (every
+        local read is checked again at poke time, declared here or not). None by default.
+        """
+        return ()
+
+    @classmethod
     def one_line(cls) -> str:
         """The catalog summary."""
         if cls.summary:

@@ -50,6 +50,10 @@ class FileSensor(Sensor[FileSensorConfig]):
     def links(self, inputs: Mapping[str, Any]) -> Sequence[Link]:
         return console_links(inputs["path"])
 
+    @classmethod
+    def local_paths(cls, config: Any, inputs: Mapping[str, Any]) -> Sequence[str]:
+        return (inputs["path"],)
+
     async def poke(self, inputs: Mapping[str, Any], ctx: PokeContext) -> PokeResult:
         path: str = inputs["path"]
         meta = await ctx.store.info(path, ctx.timeout)

@@ -57,6 +57,10 @@ class GlobSensor(Sensor[GlobSensorConfig]):
     def links(self, inputs: Mapping[str, Any]) -> Sequence[Link]:
         return console_links(_static_prefix(inputs["pattern"]))
 
+    @classmethod
+    def local_paths(cls, config: Any, inputs: Mapping[str, Any]) -> Sequence[str]:
+        return (inputs["pattern"],)
+
     async def poke(self, inputs: Mapping[str, Any], ctx: PokeContext) -> PokeResult:
         pattern: str = inputs["pattern"]
         found = await ctx.store.glob_info(pattern, ctx.timeout)

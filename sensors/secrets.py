@@ -12,11 +12,11 @@ Secret values never appear in messages or logs; only their names do.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 from pathlib import Path
 
+from . import pools
 from .base import PermanentError
 
 ENV_PREFIX = "SENSOR_CONNECTOR_SECRET_"
@@ -67,7 +67,8 @@ async def read(name: str) -> str:
     if not value:
         path = secrets_dir() / name
         try:
-            value = await asyncio.to_thread(_read_file, path)
+            # The secrets pool (--secret-threads), joined with a read of the same file in flight.
+            value = await pools.blocking("secrets", str(path), _read_file, path)
         except OSError as exc:
             raise PermanentError(
                 f"the secret {name!r} cannot be read on the connector ({exc.strerror})."

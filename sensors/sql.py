@@ -1,26 +1,70 @@
 """SqlSensor: waits until a query's first cell is truthy (e.g. `select count(*) > 0 from ...`).
 
 The connection URL holds credentials, so it never travels in a template: the config names a connector
-secret (sensors.secrets) that holds it. The query runs in a
-transaction that is always rolled back. SQLAlchemy's engines are synchronous here, so each query
-runs in a worker thread; one engine (with its connection pool) is kept per URL. SQLAlchemy itself is
-imported by the first poke (sensors.lazy), so a connector that runs no SqlSensor never loads it.
+secret (sensors.secrets) that holds it. SQLAlchemy is imported by the first poke (sensors.lazy), so a
+connector that runs no SqlSensor never loads it; one engine (with its connection pool) is kept per URL.
+
+A query cannot hurt other tenants:
+- it runs in the `sql` thread pool (--sql-threads), never in the threads the local filesystem or
+  secrets use, and at most --sql-queries-per-database at once per database URL; the same query on
+  the same URL already in flight is joined, never issued again;
+- the database itself stops it at its budget (a share of the poke budget): PostgreSQL's
+  `statement_timeout` (SET LOCAL), SQLite's `interrupt()` from a timer; other dialects only get the
+  pool and per-database bounds;
+- it runs read-only where the dialect allows (PostgreSQL `SET TRANSACTION READ ONLY`; SQLite
+  `PRAGMA query_only`, with ATTACH and PRAGMA refused) in a transaction that is always rolled back;
+- its answer shows whether the first cell was truthy, never the cell itself, and a failure shows
+  the error's class and SQLSTATE rather than the database's text (which may quote data), but for
+  syntax errors, which quote only the author's own query.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
+import time
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from . import lazy, secrets
+from . import lazy, pools, secrets
 from .base import PermanentError, PokeContext, PokeResult, SecretUse, Sensor, TransientError
 
 if TYPE_CHECKING:
     import sqlalchemy
+
+#: Share of the poke budget a query may wait for a free slot on its database.
+SLOT_SHARE = 0.2
+#: Share of the poke budget a statement may run before the database stops it. Slot wait and
+#: statement together stay inside the budget, so the poke reports what happened.
+STATEMENT_SHARE = 0.6
+#: Socket timeout of pg8000 connections: a database host that stops answering frees the thread.
+SOCKET_TIMEOUT = 30.0
+#: SQLSTATEs that mean the database stopped the statement at its timeout (PostgreSQL).
+_CANCELLED = {"57014"}
+#: SQLSTATE of a write attempted in a read-only transaction (PostgreSQL).
+_READ_ONLY = {"25006"}
+
+
+@dataclass
+class Settings:
+    """Set once at start-up through `configure`."""
+
+    #: Queries run at once on one database URL (--sql-queries-per-database).
+    queries_per_database: int = 4
+
+
+SETTINGS = Settings()
+
+
+def configure(*, queries_per_database: int | None = None) -> None:
+    """Apply settings (those given). Call before serving."""
+    if queries_per_database is not None:
+        if queries_per_database < 1:
+            raise ValueError("--sql-queries-per-database must be at least 1")
+        SETTINGS.queries_per_database = queries_per_database
 
 
 @dataclass(frozen=True)
@@ -44,18 +88,130 @@ def _engine(sa: ModuleType, url: str) -> sqlalchemy.Engine:
     with _engines_lock:
         engine = _engines.get(url)
         if engine is None:
-            engine = sa.create_engine(url, pool_pre_ping=True)
+            options: dict[str, Any] = {"pool_pre_ping": True}
+            parsed = sa.engine.make_url(url)
+            if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() == "pg8000":
+                options["connect_args"] = {"timeout": SOCKET_TIMEOUT}
+            engine = sa.create_engine(url, **options)
             _engines[url] = engine
         return engine
 
 
-def _first_cell(sa: ModuleType, url: str, query: str) -> tuple[bool, Any]:
+def _sqlite_guard(action: int, *_: Any) -> int:
+    import sqlite3
+
+    if action in (sqlite3.SQLITE_ATTACH, sqlite3.SQLITE_DETACH, sqlite3.SQLITE_PRAGMA):
+        return sqlite3.SQLITE_DENY
+    return sqlite3.SQLITE_OK
+
+
+class _Interrupt:
+    """Interrupts a SQLite connection's statement from `limit` seconds on, until cancelled.
+
+    SQLite ignores an interrupt that arrives while no statement runs, so it is repeated every
+    `REPEAT` seconds: a statement that starts just after the deadline is stopped too.
+    """
+
+    REPEAT = 0.05
+
+    def __init__(self, raw: Any, limit: float) -> None:
+        self._raw = raw
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        threading.Thread(target=self._run, args=(limit,), name="sql-interrupt", daemon=True).start()
+
+    def _run(self, limit: float) -> None:
+        if self._done.wait(limit):
+            return
+        while True:
+            with self._lock:
+                if self._done.is_set():
+                    return
+                self._raw.interrupt()
+            if self._done.wait(self.REPEAT):
+                return
+
+    def cancel(self) -> None:
+        """Disarm before the connection goes back to the pool (it must never stop another query)."""
+        with self._lock:
+            self._done.set()
+
+
+class NotStarted(Exception):
+    """The query's budget was spent waiting for a thread: it is not run at all."""
+
+
+def _first_cell(sa: ModuleType, url: str, query: str, limit: float, not_after: float) -> bool | None:
+    """Whether the first cell of `query` is truthy (None: no row), stopped by the database after `limit`
+    seconds, and never running past the monotonic time `not_after` (not started at all if it is past)."""
+    deadline = min(time.monotonic() + limit, not_after)
+    if deadline - time.monotonic() <= 0.01:
+        raise NotStarted
     with _engine(sa, url).connect() as conn:
+        dialect = conn.dialect.name
+        raw: Any = None
+        stop: _Interrupt | None = None
         try:
+            if dialect == "postgresql":
+                conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+                left = max(0.001, deadline - time.monotonic())
+                conn.exec_driver_sql(f"SET LOCAL statement_timeout = {max(1, int(left * 1000))}")
+            elif dialect == "sqlite":
+                raw = conn.connection.dbapi_connection
+                raw.set_authorizer(None)
+                conn.exec_driver_sql("PRAGMA query_only = ON")
+                raw.set_authorizer(_sqlite_guard)
+                # sqlite3_interrupt from a timer: the query runs without the GIL, nothing calls back.
+                stop = _Interrupt(raw, max(0.001, deadline - time.monotonic()))
             row = conn.execute(sa.text(query)).first()
         finally:
+            if raw is not None:
+                if stop is not None:
+                    stop.cancel()
+                raw.set_authorizer(None)
             conn.rollback()
-    return (False, None) if row is None else (True, row[0])
+    return None if row is None else bool(row[0])
+
+
+#: Per event loop: database URL -> the slots of its concurrent queries.
+_slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Semaphore]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _slots_of(url: str) -> asyncio.Semaphore:
+    loop = asyncio.get_running_loop()
+    per_url = _slots.get(loop)
+    if per_url is None:
+        per_url = _slots[loop] = {}
+    slots = per_url.get(url)
+    if slots is None:
+        slots = per_url[url] = asyncio.Semaphore(SETTINGS.queries_per_database)
+    return slots
+
+
+async def _query(sa: ModuleType, url: str, query: str, budget: float) -> bool | None:
+    """Run `query` in the sql pool once a slot on its database is free; the slot is held until it ends."""
+    not_after = time.monotonic() + budget * (SLOT_SHARE + STATEMENT_SHARE)
+    slots = _slots_of(url)
+    try:
+        async with asyncio.timeout(max(0.01, budget * SLOT_SHARE)):
+            await slots.acquire()
+    except TimeoutError:
+        n = SETTINGS.queries_per_database
+        raise TransientError(
+            f"{n} {'query' if n == 1 else 'queries'} already run on this database "
+            "(--sql-queries-per-database); will poke again."
+        ) from None
+    try:
+        limit = max(0.05, budget * STATEMENT_SHARE)
+        return await pools.run("sql", _first_cell, sa, url, query, limit, not_after)
+    except NotStarted:
+        raise TransientError(
+            "no thread was free for the query within its budget (--sql-threads); will poke again."
+        ) from None
+    finally:
+        slots.release()
 
 
 class SqlSensor(Sensor[SqlSensorConfig]):
@@ -82,8 +238,10 @@ class SqlSensor(Sensor[SqlSensorConfig]):
         except ImportError as exc:
             raise PermanentError(f"SQLAlchemy cannot be loaded on the connector ({exc}).") from None
         sa_exc = sa.exc
+        budget = ctx.timeout
         try:
-            has_row, value = await asyncio.to_thread(_first_cell, sa, url, query)
+            # Joined with the same query on the same database already in flight (never issued twice).
+            truthy = await pools.once(("sql", url, query), lambda: _query(sa, url, query, budget))
         except sa_exc.NoSuchModuleError:
             raise PermanentError(
                 f"the database driver named by the URL in {self._where()} is not installed on the connector."
@@ -98,29 +256,57 @@ class SqlSensor(Sensor[SqlSensorConfig]):
                 f"the database driver {exc.name} is not installed on the connector."
             ) from None
         except sa_exc.DBAPIError as exc:
-            syntax = "syntax error" in str(exc.orig).lower()
-            if not syntax and (
-                exc.connection_invalidated or isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError)
-            ):
-                raise TransientError(
-                    f"the database is not reachable ({type(exc.orig).__name__}); will poke again."
-                ) from None
-            raise PermanentError(f"the query failed: {_first_line(exc.orig)}") from None
+            raise _classify(sa_exc, exc, budget * STATEMENT_SHARE) from None
         except sa_exc.SQLAlchemyError as exc:
             raise PermanentError(f"the query cannot run: {type(exc).__name__}.") from None
-        if not has_row:
-            return PokeResult(False, "the query returned no row yet.")
-        details = {
-            "value": value if isinstance(value, str | int | float | bool) or value is None else str(value)
-        }
-        if not value:
+        if truthy is None:
+            return PokeResult(False, "the query returned no row yet.", {"truthy": False})
+        if not truthy:
             return PokeResult(
-                False, f"the query returned {str(value)[:80]!r}; waiting for a truthy value.", details
+                False,
+                "the query's first value is false, zero, empty or NULL; waiting for a true one.",
+                {"truthy": False},
             )
-        return PokeResult(True, f"the query returned {str(value)[:80]!r}.", details)
+        return PokeResult(True, "the query's first value is true.", {"truthy": True})
 
     def _where(self) -> str:
         return f"secret {self.config.connection_secret!r}"
+
+
+def _sqlstate(err: BaseException | None) -> str | None:
+    """The SQLSTATE of a driver error, where the driver tells it (pg8000, psycopg)."""
+    for attr in ("sqlstate", "pgcode"):
+        code = getattr(err, attr, None)
+        if isinstance(code, str) and code:
+            return code
+    args = getattr(err, "args", ())
+    if args and isinstance(args[0], dict) and isinstance(args[0].get("C"), str):
+        return str(args[0]["C"])
+    return None
+
+
+def _classify(sa_exc: Any, exc: Any, limit: float) -> Exception:
+    """A driver error as a poke outcome, showing no more of the database's text than the author's own."""
+    orig = exc.orig
+    text = str(orig or "").lower()
+    code = _sqlstate(orig)
+    if code in _CANCELLED or text.startswith("interrupted"):
+        return TransientError(
+            f"the query ran past its {limit:.1f}s budget and the database stopped it; will poke again."
+        )
+    if code in _READ_ONLY or "readonly database" in text or "read-only transaction" in text:
+        return PermanentError("the query tried to write; SqlSensor runs queries read-only.")
+    if "not authorized" in text:
+        return PermanentError("the query uses ATTACH or PRAGMA, which SqlSensor does not run.")
+    syntax = "syntax error" in text or (code or "").startswith("42601")
+    if syntax:
+        return PermanentError(f"the query failed: {_first_line(orig)}")
+    if exc.connection_invalidated or isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError):
+        return TransientError(
+            f"the database is not reachable or not ready ({type(orig).__name__}); will poke again."
+        )
+    where = f", SQLSTATE {code}" if code else ""
+    return PermanentError(f"the query failed ({type(orig).__name__}{where}).")
 
 
 def _first_line(err: BaseException | None) -> str:

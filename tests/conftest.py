@@ -12,6 +12,7 @@ import secrets
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -152,6 +153,9 @@ def config(tmp_path: Path, key_file: Path) -> Config:
         grace_period=1.0,
         drain_period=0.0,
         max_staleness=0.0,
+        # Local paths are confined to --local-roots: the test's own directory and the system's temporary
+        # one (the key file and state directory in them are carved out by the server).
+        local_roots=[tmp_path, Path(tempfile.gettempdir())],
     )
 
 
@@ -311,7 +315,8 @@ def spawn(*args: str, env: dict[str, str] | None = None, timeout: float = 30) ->
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, **(env or {})},
+        # Local paths in the system's temporary directory are admitted unless a test says otherwise.
+        env={"SENSOR_CONNECTOR_LOCAL_ROOTS": tempfile.gettempdir(), **os.environ, **(env or {})},
         cwd=ROOT,
     )
     assert proc.stderr is not None

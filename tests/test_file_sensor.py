@@ -7,7 +7,9 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
+import grpc
 import pytest
 from flyteidl.admin import agent_pb2
 from flyteidl.core import execution_pb2
@@ -34,10 +36,14 @@ def assert_failed_for(resource: agent_pb2.Resource, path: str, needle: str) -> N
     ],
 )
 async def test_permanent_problems_fail_the_task_naming_the_path(
-    connector: Connector, path: str, needle: str
+    make_connector: Any, path: str, needle: str
 ) -> None:
-    meta = await connector.create(file_sensor_request(path))
-    assert_failed_for(await connector.get(meta), path, needle)
+    # The unreadable local path lies inside a root (--local-roots): the filesystem is what refuses it.
+    server = await make_connector(local_roots=[Path("/proc/1" if os.geteuid() == 0 else "/root")])
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        connector = Connector(server, channel)
+        meta = await connector.create(file_sensor_request(path))
+        assert_failed_for(await connector.get(meta), path, needle)
 
 
 async def test_missing_credentials_fail_the_task(

@@ -63,7 +63,7 @@ def test_an_idle_server_has_not_imported_them_and_first_uses_work(tmp_path: Path
     report = json.loads(done.stdout)
     assert report["idle"] == []
     assert report["answers"] == [
-        [Phase.SUCCEEDED, "the query returned '1'."],
+        [Phase.SUCCEEDED, "the query's first value is true."],
         [Phase.SUCCEEDED, f"{web.url('/ready')} answered 200."],
     ]
     assert report["after"] == ["sqlalchemy", "aiohttp", "sensors.http_client"]

@@ -148,7 +148,7 @@ async def test_the_first_running_answer_shows_the_policy(connector: Connector, c
     wait = FileSensor(
         name="wait_policy", poke_interval=300, backoff=2, max_poke_interval=3600, deadline=6 * 3600
     )
-    meta = await connector.create(request_for(wait, path="/nonexistent/x"))
+    meta = await connector.create(request_for(wait, path="/tmp/nonexistent/x"))
     info = json_format.MessageToDict((await connector.get(meta)).custom_info)
     assert info["policy"] == {
         "poke_interval": "5m00s",
@@ -250,7 +250,7 @@ async def test_soft_fail_succeeds_with_met_false_at_the_deadline_and_met_true_wh
 async def test_soft_fail_without_a_met_output_just_succeeds(connector: Connector, clock: Clock) -> None:
     wait = FileSensor(name="wait_soft_quiet", deadline=10, soft_fail=True, met=False)
     assert not template_of(wait).interface.outputs.variables
-    meta = await connector.create(request_for(wait, path="/nonexistent/quiet"))
+    meta = await connector.create(request_for(wait, path="/tmp/nonexistent/quiet"))
     clock.advance(10)
     soft = await connector.get(meta)
     assert soft.phase == Phase.SUCCEEDED and not soft.outputs.literals
@@ -321,8 +321,8 @@ def empty_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 CATALOG = {
-    "FileSensor": lambda kw: (FileSensor(name="p_file", **kw), {"path": "/nonexistent/p"}),
-    "GlobSensor": lambda kw: (GlobSensor(name="p_glob", **kw), {"pattern": "/nonexistent/*.csv"}),
+    "FileSensor": lambda kw: (FileSensor(name="p_file", **kw), {"path": "/tmp/nonexistent/p"}),
+    "GlobSensor": lambda kw: (GlobSensor(name="p_glob", **kw), {"pattern": "/tmp/nonexistent/*.csv"}),
     "TimeSensor": lambda kw: (TimeSensor(name="p_time", delay=10 * 86400, **kw), {}),
     "HttpSensor": lambda kw: (HttpSensor(name="p_http", **kw), {"url": "WEB"}),
     "SqlSensor": lambda kw: (

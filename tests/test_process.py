@@ -95,9 +95,10 @@ async def test_sigterm_drains_then_refuses_new_calls_and_finishes_in_flight_ones
         "--metrics-port",
         "0",
         "--state-dir",
-        str(tmp_path),
+        str(tmp_path / "state"),
         env=silent_store.aws_env,
     )
+    (tmp_path / "data").mkdir()  # a directory that exists inside the local roots (the state directory is not)
     hanging = agent_pb2.GetTaskRequest(task_category=SENSOR)
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{proc.port}") as channel:
@@ -111,7 +112,7 @@ async def test_sigterm_drains_then_refuses_new_calls_and_finishes_in_flight_ones
             os.kill(proc.proc.pid, signal.SIGTERM)
             assert (await watch.read()).status == health_pb2.HealthCheckResponse.NOT_SERVING
             # Draining: NOT_SERVING, yet every call is still served, new ones included.
-            created = await stub.CreateTask(file_sensor_request(str(tmp_path)), timeout=10)
+            created = await stub.CreateTask(file_sensor_request(str(tmp_path / "data")), timeout=10)
             resource = (
                 await stub.GetTask(
                     agent_pb2.GetTaskRequest(task_category=SENSOR, resource_meta=created.resource_meta),
@@ -131,7 +132,7 @@ async def test_sigterm_drains_then_refuses_new_calls_and_finishes_in_flight_ones
                 async with grpc.aio.insecure_channel(f"127.0.0.1:{proc.port}") as fresh:
                     try:
                         await agent_pb2_grpc.AsyncAgentServiceStub(fresh).CreateTask(
-                            file_sensor_request(str(tmp_path)), timeout=5
+                            file_sensor_request(str(tmp_path / "data")), timeout=5
                         )
                     except grpc.aio.AioRpcError as exc:
                         # A call racing the GOAWAY by a millisecond is cancelled by grpc core; the drain

@@ -51,7 +51,7 @@ async def test_sql_waits_until_the_first_cell_is_truthy(connector: Connector, db
 
     waiting = await connector.get(meta)
     assert waiting.phase == Phase.RUNNING
-    assert waiting.message == "the query returned '0'; waiting for a truthy value."
+    assert waiting.message == "the query's first value is false, zero, empty or NULL; waiting for a true one."
     info = json_format.MessageToDict(waiting.custom_info)
     assert info["awaiting"] == {"query": QUERY, "connection": "sales-db-url"}
 
@@ -60,7 +60,8 @@ async def test_sql_waits_until_the_first_cell_is_truthy(connector: Connector, db
     insert(db, "2026-11-24")
     done = await connector.get(meta)
     assert done.phase == Phase.SUCCEEDED, done.message
-    assert json_format.MessageToDict(done.custom_info)["details"] == {"value": 1}
+    # Whether the condition held, never what the query read.
+    assert json_format.MessageToDict(done.custom_info)["details"] == {"truthy": True}
 
 
 async def test_sql_url_from_a_mounted_file_and_no_row_means_not_yet(

@@ -86,8 +86,10 @@ func startReplica(t *testing.T, env []string, key string) *replica {
 	if _, err := os.Stat(bin); err != nil {
 		t.Fatalf("%s is missing: run `python3 dev.py install` at the repository root first", bin)
 	}
+	// The sensors' files live under t.TempDir(), in the system's temporary directory: a local root.
 	cmd := exec.Command(bin, "serve", "--host", "127.0.0.1", "--port", "0", "--metrics-port", "0",
-		"--log-level", "INFO", "--signing-key-file", key, "--drain-period", "0", "--grace-period", "1")
+		"--log-level", "INFO", "--signing-key-file", key, "--drain-period", "0", "--grace-period", "1",
+		"--local-roots", os.TempDir())
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Dir = t.TempDir()
 	r := &replica{log: &logBuffer{}, exited: make(chan struct{})}

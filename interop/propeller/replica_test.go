@@ -141,8 +141,9 @@ func freePort(t *testing.T) int {
 func spawnReplica(t *testing.T, name string, env []string, keys []signingKey, extra ...string) *replica {
 	t.Helper()
 	metricsPort := freePort(t)
+	// The sensors' files live under t.TempDir(), in the system's temporary directory: a local root.
 	args := []string{"serve", "--host", "127.0.0.1", "--port", "0",
-		"--metrics-port", strconv.Itoa(metricsPort), "--log-level", "INFO"}
+		"--metrics-port", strconv.Itoa(metricsPort), "--log-level", "INFO", "--local-roots", os.TempDir()}
 	for _, k := range keys {
 		args = append(args, "--signing-key-file", k.path)
 	}

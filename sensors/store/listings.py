@@ -50,7 +50,14 @@ async def list_local(fs: Any, parent: str, blocking: Blocking) -> Listing:
     return listing
 
 
-def _scan_local(parent: str) -> Listing:
+async def list_local_no_links(fs: Any, parent: str, blocking: Blocking) -> Listing:
+    """`list_local` for a Store confined to local roots: symbolic links are left out, never followed (a
+    poke asks by its path resolved and admitted, never by a link)."""
+    listing: Listing = await blocking(_scan_local, parent, False)
+    return listing
+
+
+def _scan_local(parent: str, follow_links: bool = True) -> Listing:
     """A local directory's first page, as LocalFileSystem.info describes each entry (blocking)."""
     items: dict[str, dict[str, Any]] = {}
     base = parent.rstrip("/")
@@ -59,6 +66,8 @@ def _scan_local(parent: str) -> Listing:
             for entry in entries:
                 if len(items) >= LISTING_PAGE:
                     return Listing(items, truncated=True)
+                if not follow_links and entry.is_symlink():
+                    continue
                 try:
                     st = entry.stat()  # follows links: a dangling one is absent, as info says
                 except FileNotFoundError:

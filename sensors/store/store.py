@@ -12,15 +12,19 @@ import concurrent.futures
 import datetime as dt
 import fnmatch
 import functools
+import os
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import fsspec
+from fsspec.implementations.local import LocalFileSystem
 
-from ..base import PermanentError, SensorError, TransientError
+from .. import local_roots, pools
+from ..base import ConfigError, PermanentError, SensorError, TransientError, short
+from ..local_roots import LocalRoots
 from . import backends, cloud, listings
 from .errors import classify, raise_if_no_bucket
 from .listings import Demand, Listing
@@ -50,6 +54,9 @@ class StoreSettings:
     #: before the engine's own deadline; never less than `min_wait` seconds.
     wait_share: float = 0.9
     min_wait: float = 0.05
+    #: Where local paths may lead (--local-roots, the connector's own files carved out); None admits
+    #: every local path (a local run, where the files are the author's own).
+    local_roots: LocalRoots | None = None
 
     def __post_init__(self) -> None:
         # The numbers are checked with every other option by the server's Config; the protocols here,
@@ -128,9 +135,50 @@ class Store:
 
     # -- admission and resolution --------------------------------------------------------------
     def admit(self, url: str) -> None:
-        """Refuse (PermanentError) a path this Store must not touch; called before any access to it."""
+        """Refuse (PermanentError) a path this Store must not touch; called before any access to it.
+
+        Local paths are admitted again, resolved, by `info` and `glob` at every poke (`_admit_local`).
+        """
         if not isinstance(url, str) or not url.strip():
             raise PermanentError("the path is empty.")
+
+    async def admit_at_create(self, sensor: str, urls: Iterable[str], budget: float) -> None:
+        """ConfigError naming the first local path or pattern of a new task that lies outside the roots.
+
+        A pattern is judged by its fixed part before the first wildcard. A filesystem that does not
+        answer within `budget`, or a path that cannot be resolved (permission denied on a link), leaves
+        the decision to the first poke, which admits it again or fails saying why.
+        """
+        roots = self.settings.local_roots
+        if roots is None:
+            return
+        for url in urls:
+            path = local_roots.local_path(url)
+            if path is None:
+                continue
+            fixed = local_roots.fixed_part(path)
+            try:
+                async with asyncio.timeout(budget):
+                    real = await self.blocking(os.path.realpath, fixed)
+            except (TimeoutError, OSError):
+                return
+            if not roots.contains(real):
+                raise ConfigError(f"{sensor}: {roots.refusal(url, real, fixed)}")
+
+    async def _admit_local(self, target: Target, budget: float | None) -> Target:
+        """`target` read by its resolved path if it lies inside the roots; Refused (the task fails) if not."""
+        roots = self.settings.local_roots
+        if roots is None or not _is_local(target):
+            return target
+        try:
+            async with asyncio.timeout(budget):
+                real = await self.blocking(roots.admit, target.path)
+        except TimeoutError:
+            shown, within = short(target.url, 120), f"within {budget or 0:.1f}s"
+            raise TransientError(
+                f"{shown}: the local filesystem did not answer {within}; will poke again."
+            ) from None
+        return target if real == target.path else Target(target.url, target.fs, real, target.protocol)
 
     async def resolve(self, url: str, budget: float | None = None) -> Target:
         """The client for `url` and the path within it; PermanentError when there is none.
@@ -171,6 +219,8 @@ class Store:
         state = self._state()
         target = state.targets.get(url) or await self.resolve(url, budget)
         try:
+            # Admitted at every poke (a link may have changed since), and read by its resolved path.
+            target = await self._admit_local(target, budget)
             parent, protocol = target.parent, target.protocol
             now = self.clock()
             if self._listable(target) and state.demand.wants_listing(protocol, parent, target.name, now):
@@ -209,6 +259,17 @@ class Store:
         budget = self._wait(budget)
         target = await self.resolve(pattern, budget)
         try:
+            roots = self.settings.local_roots
+            if roots is not None and _is_local(target):
+                # Walked by the roots themselves: every directory and link crossed is admitted first.
+                async def walk() -> dict[str, dict[str, Any]]:
+                    return await self.blocking(roots.glob_info, target.path)
+
+                key = ("glob", target.protocol, target.path)
+                walked: dict[str, dict[str, Any]]
+                walked, was_shared = await self._state().sharing.ask(target.url, key, walk, budget)
+                self.stats.answer(target.protocol, "shared" if was_shared else "own")
+                return walked
             parent, last, protocol = target.parent, target.name, target.protocol
             if self._listable(target) and not has_magic(parent) and "**" not in last:
                 state = self._state()
@@ -254,7 +315,16 @@ class Store:
 
     # -- inside --------------------------------------------------------------------------------
     async def blocking(self, func: Callable[..., T], *args: Any) -> T:
-        """Run a blocking filesystem call in the Store's bounded thread pool."""
+        """Run a blocking filesystem call in the Store's bounded thread pool, joined with the same call
+        (same function, same arguments) already in flight: a call that hangs is made once."""
+        key = ("store", id(self), func, args)
+        try:
+            hash(key)
+        except TypeError:
+            return await self._run(func, *args)
+        return await pools.once(key, lambda: self._run(func, *args))
+
+    async def _run(self, func: Callable[..., T], *args: Any) -> T:
         if self._pool is None:
             self._pool = concurrent.futures.ThreadPoolExecutor(
                 self.settings.blocking_threads, thread_name_prefix="store"
@@ -331,10 +401,12 @@ class Store:
 
     def _listable(self, target: Target) -> bool:
         """True when a shared listing of target's parent may answer questions about what is under it."""
+        roots = self.settings.local_roots
         return (
             self.settings.max_staleness > 0
             and target.protocol in self.settings.listing_protocols
             and bool(target.parent)
+            and (roots is None or not _is_local(target) or roots.contains(target.parent))
         )
 
     async def _listing(self, state: _Loop, target: Target, budget: float | None) -> Listing:
@@ -342,6 +414,8 @@ class Store:
         parent, protocol = target.parent, target.protocol
         key = ("list", protocol, parent)
         lister = listings.LISTERS[protocol]
+        if self.settings.local_roots is not None and _is_local(target):
+            lister = listings.list_local_no_links
 
         async def fetch() -> Listing:
             try:
@@ -387,6 +461,11 @@ class Store:
 
 #: Protocols whose one-object info is asked through `cloud` (one attempt, a missing bucket told apart).
 _CLOUD_INFO = {"gs": cloud.gcs_info, "abfs": cloud.azure_info}
+
+
+def _is_local(target: Target) -> bool:
+    """True when target's client reads the connector's own disk (confined to the local roots)."""
+    return isinstance(target.fs, LocalFileSystem)
 
 
 def has_magic(text: str) -> bool:

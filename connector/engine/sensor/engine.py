@@ -24,7 +24,7 @@ from typing import Any
 from flyteidl.admin import agent_pb2
 from flyteidl.core import execution_pb2, metrics_pb2
 
-from sensors.base import PokeContext, Sensor, short
+from sensors.base import ConfigError, PokeContext, Sensor, short
 from sensors.policy import EVERY_GET
 from sensors.registry import SensorRegistry, UnavailableSensorError, UnknownSensorError
 from sensors.store import Store
@@ -121,6 +121,12 @@ class SensorEngine(Engine):
         cls = self.sensors.resolve(state.sensor)
         if issubclass(cls, UserSensor):  # an author's flytekit sensor: its inputs must decode, off the loop
             await cls.check_decodes(state.config, self.poke_timeout)
+        # Local paths the task will read must lie inside the Store's roots: refused now, not at a poke.
+        try:
+            paths = cls.local_paths(state.config, state.inputs)
+            await self.store.admit_at_create(state.sensor, paths, self.poke_timeout)
+        except ConfigError as exc:
+            raise InvalidArgument(str(exc)) from None
         try:
             blob = self.codec.encode(state)
         except TypeError as exc:
