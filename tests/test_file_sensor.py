@@ -14,7 +14,11 @@ import pytest
 from flyteidl.admin import agent_pb2
 from flyteidl.core import execution_pb2
 
+from sensors.flytekit import GlobSensor
+
+from .catalog import request_for
 from .conftest import S3, Connector, file_sensor_request
+from .httpserver import Answer, serve
 
 Phase = execution_pb2.TaskExecution.Phase
 
@@ -31,7 +35,7 @@ def assert_failed_for(resource: agent_pb2.Resource, path: str, needle: str) -> N
     [
         ("nosuchproto://bucket/key", "unknown protocol 'nosuchproto'"),
         ("s3://", "names no file or object"),
-        ("hdfs://namenode/data/x", "needs pyarrow"),
+        ("hdfs://namenode/data/x", "the connector does not read hdfs:// paths"),
         ("/proc/1/root/secret" if os.geteuid() == 0 else "/root/secret", "permission denied"),
     ],
 )
@@ -44,6 +48,24 @@ async def test_permanent_problems_fail_the_task_naming_the_path(
         connector = Connector(server, channel)
         meta = await connector.create(file_sensor_request(path))
         assert_failed_for(await connector.get(meta), path, needle)
+
+
+@pytest.mark.parametrize("protocol", ["http", "https", "memory", "ftp", "simplecache::http", "dir::http"])
+async def test_a_path_on_a_protocol_the_connector_does_not_serve_fails_without_a_request(
+    connector: Connector, protocol: str
+) -> None:
+    # fsspec would fetch http(s):// and the like itself: a template could point the connector at any
+    # host (the cloud metadata address included) around HttpSensor's address checks.
+    with serve() as http:
+        http.routes["/x"] = Answer(200, b"present")
+        path = http.url("/x").replace("http", protocol, 1)
+        glob = request_for(GlobSensor(name="wait_any"), pattern=path + "*")
+        for request in (file_sensor_request(path), glob):
+            resource = await connector.get(await connector.create(request))
+            assert resource.phase == Phase.FAILED, resource.message
+            assert protocol.split("::")[0] in resource.message
+            assert resource.agent_error.kind == agent_pb2.AgentError.NON_RECOVERABLE
+        assert http.seen == []
 
 
 async def test_missing_credentials_fail_the_task(

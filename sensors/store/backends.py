@@ -35,6 +35,12 @@ EXTRAS = {
     "az": "azure",
 }
 
+#: Every protocol a path may name: local files and the object stores above. fsspec knows many more
+#: (http, ftp, memory, chained `a::b` URLs); served, they would let a template make the connector reach
+#: any host, the cloud metadata address included, or its own process state, so they are refused before
+#: any access (HttpSensor, with its address checks, is the sensor that reaches hosts).
+SERVED = frozenset({"file", "local", *EXTRAS})
+
 # Process-wide, as the imports they record are: protocol -> its implementation, and per protocol a
 # function making options for a new client from work done in the import thread.
 _classes: dict[str, type[fsspec.AbstractFileSystem]] = {}
@@ -88,7 +94,7 @@ def _prepare_s3() -> Callable[[], dict[str, Any]]:
     return options
 
 
-def _known(protocol: str) -> bool:
+def is_known(protocol: str) -> bool:
     """True when fsspec has an implementation registered or known for `protocol` (imported or not)."""
     return protocol in registry or protocol in known_implementations
 
@@ -124,7 +130,7 @@ async def implementation(url: str, protocol: str, budget: float | None) -> type[
     cls = _classes.get(protocol)
     if cls is not None:
         return cls
-    if not _known(protocol):  # a made-up protocol starts no import (and leaves nothing behind)
+    if not is_known(protocol):  # a made-up protocol starts no import (and leaves nothing behind)
         raise PermanentError(f"{url}: unknown protocol {protocol!r}.")
     try:
         async with asyncio.timeout(budget):

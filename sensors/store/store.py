@@ -141,6 +141,12 @@ class Store:
         """
         if not isinstance(url, str) or not url.strip():
             raise PermanentError("the path is empty.")
+        protocol = backends.protocol_of(url)
+        if protocol not in backends.SERVED and backends.is_known(protocol):
+            raise PermanentError(
+                f"{short(url, 120)}: the connector does not read {short(protocol, 40)}:// paths; "
+                "it reads local paths, s3://, gs:// and abfs:// (az://)."
+            )
 
     async def admit_at_create(self, sensor: str, urls: Iterable[str], budget: float) -> None:
         """ConfigError naming the first local path or pattern of a new task that lies outside the roots.
