@@ -331,6 +331,21 @@ func TestConnectorPlugin(t *testing.T) {
 		}
 	})
 
+	t.Run("UserSensor_config_as_written", func(t *testing.T) {
+		// Its config class takes only its own fields (from_dict is cls(**d)): the deadline the connector
+		// gives a Flyte 2 task that sets none must not reach it, or every poke raises.
+		t.Parallel()
+		tmpl := loadTemplate(t, filepath.Join("testdata", "user_suffix.json"))
+		path := filepath.Join(dir, "user", "suffixed")
+		tk := h.newTask(t, "user_suffix", tmpl, inputs("path", str(path)))
+		h.until(t, plugin, tk, resync+slack, "Running", is(pluginsCore.PhaseRunning))
+		touch(t, path+".done") // the config's suffix
+		h.until(t, plugin, tk, resync+slack, "Success", is(pluginsCore.PhaseSuccess))
+		if n := primary.countIn("SuffixSensor poke raised"); n != 0 {
+			t.Fatalf("the connector logged %d raising pokes of SuffixSensor", n)
+		}
+	})
+
 	t.Run("UserSensor_module_not_allowed", func(t *testing.T) {
 		// Flyte 2's plugin makes any Create error a retryable failure: the connector's sentence must reach
 		// the user in it, naming the module and the option that allows it.
