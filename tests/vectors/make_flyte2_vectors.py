@@ -5,9 +5,9 @@
 The same TaskTemplates that stock flytekit serialized (tests/vectors/file_sensor.json,
 interop/propeller/testdata/glob_sensor.json, and the users' own sensors of tests/fixtures/user_pkg that
 interop/propeller runs: tests/vectors/user_marker.json, user_table.json, user_suffix.json, and
-user_sensor.json, whose module no connector allows), read as flyteidl2 TaskTemplates: every flyteidl field keeps
-its number there, so the bytes are the same; only the JSON differs (an interface's variables are a list
-in flyteidl2, a map in flyteidl).
+user_sensor.json, whose module no connector allows), read as flyteidl2 TaskTemplates: every flyteidl
+field keeps its number there, so the bytes are the same; only the JSON differs (an interface's
+variables are a list in flyteidl2, a map in flyteidl).
 """
 
 from __future__ import annotations
