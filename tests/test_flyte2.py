@@ -259,6 +259,24 @@ async def test_default_deadline_applies_to_flyte2_tasks_that_set_none(
     assert "policy" not in json_format.MessageToDict((await connector.get(v1_meta)).custom_info)
 
 
+async def test_soft_fail_needs_a_deadline_of_the_tasks_own_as_over_flyte1(
+    connector: Connector, flyte2: Flyte2, tmp_path: Path
+) -> None:
+    """The default deadline is the connector's, not the task's: one template is refused alike on both."""
+    v2 = file_sensor(str(tmp_path / "never"))
+    v2.template.custom.fields["sensor_config"].struct_value.update({"soft_fail": True})
+    v1 = file_sensor_request(str(tmp_path / "never"))
+    v1.template.custom.fields["sensor_config"].struct_value.update({"soft_fail": True})
+    refusals = []
+    for create in (lambda: flyte2.create(v2), lambda: connector.create(v1)):
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await create()
+        refusals.append((info.value.code(), info.value.details()))
+    assert (
+        refusals == [(grpc.StatusCode.INVALID_ARGUMENT, "policy field 'soft_fail' needs a 'deadline'.")] * 2
+    )
+
+
 async def test_default_deadline_zero_means_none(make_connector: Any, tmp_path: Path) -> None:
     server = await make_connector(flyte2_default_deadline=0.0)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:

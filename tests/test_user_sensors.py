@@ -20,6 +20,12 @@ import pytest
 from flyteidl.admin import agent_pb2
 from flyteidl.core import execution_pb2, identifier_pb2, literals_pb2
 from flyteidl.service import agent_pb2_grpc
+from flyteidl2.connector import connector_pb2, service_pb2_grpc
+from flyteidl2.core import literals_pb2 as literals_v2
+from flyteidl2.core import security_pb2
+from flyteidl2.core import tasks_pb2 as tasks_v2
+from flyteidl2.task import common_pb2
+from google.protobuf import json_format
 
 from .conftest import (
     ROOT,
@@ -424,3 +430,177 @@ def test_an_async_poke_that_never_returns_is_cancelled_and_frees_its_slot(
         assert scrape(up.metrics_port)[("flyte_sensor_connector_user_pokes_abandoned_total", stuck)] >= 2
     finally:
         up.process.stop()
+
+
+# -- Flyte 2 (flyteidl2.connector), through the same server ----------------------------------------------
+
+
+def v2_inputs(values: literals_pb2.LiteralMap) -> common_pb2.Inputs:
+    """Inputs as Flyte 2's connector plugin sends them: one named literal per input, in no set order."""
+    return common_pb2.Inputs(
+        literals=[
+            common_pb2.NamedLiteral(name=name, value=literals_v2.Literal.FromString(lit.SerializeToString()))
+            for name, lit in sorted(values.literals.items(), reverse=True)
+        ]
+    )
+
+
+class OverFlyte2:
+    """Calls to a Served connector as Flyte 2's connector plugin makes them, through flyteidl2's stubs."""
+
+    def __init__(self, served: Served) -> None:
+        self.channel = grpc.insecure_channel(f"127.0.0.1:{served.process.port}")
+        self.stub = service_pb2_grpc.AsyncConnectorServiceStub(self.channel)
+
+    def create_request(self, vector: str, values: literals_pb2.LiteralMap) -> connector_pb2.CreateTaskRequest:
+        """A stock-flytekit template as Flyte 2's executor holds it, with an execution to name in logs."""
+        v1 = request(vector, values, run="run-21")
+        return connector_pb2.CreateTaskRequest(
+            template=tasks_v2.TaskTemplate.FromString(v1.template.SerializeToString()),
+            inputs=v2_inputs(values),
+            output_prefix="s3://bucket/out",
+            task_execution_metadata=connector_pb2.TaskExecutionMetadata.FromString(
+                v1.task_execution_metadata.SerializeToString()
+            ),
+            connection=security_pb2.Connection(task_type="sensor"),
+        )
+
+    def create(self, vector: str, values: literals_pb2.LiteralMap) -> bytes:
+        return bytes(self.stub.CreateTask(self.create_request(vector, values), timeout=10).resource_meta)
+
+    def raw_get(self, meta: bytes) -> bytes:
+        """The GetTask answer's bytes as they came over the wire."""
+        call = self.channel.unary_unary(
+            "/flyteidl2.connector.AsyncConnectorService/GetTask",
+            request_serializer=connector_pb2.GetTaskRequest.SerializeToString,
+            response_deserializer=None,
+        )
+        category = connector_pb2.TaskCategory(name="sensor", version=0)
+        answer: bytes = call(
+            connector_pb2.GetTaskRequest(task_category=category, resource_meta=meta), timeout=10
+        )
+        return answer
+
+    def get(self, meta: bytes) -> connector_pb2.Resource:
+        return connector_pb2.GetTaskResponse.FromString(self.raw_get(meta)).resource
+
+    def until(self, meta: bytes, phase: int, within: float = 15) -> connector_pb2.Resource:
+        """Get, as Flyte 2's plugin polls, until the phase is `phase` (failing on another final phase)."""
+        deadline = time.monotonic() + within
+        while True:
+            resource = self.get(meta)
+            if resource.phase == phase:
+                return resource
+            assert resource.phase == Phase.RUNNING, resource
+            assert time.monotonic() < deadline, f"still {Phase.Name(resource.phase)}: {resource.message}"
+            time.sleep(0.2)  # the poll interval of this client, as the plugin's resync
+
+
+@pytest.fixture
+def flyte2(served: Served) -> Iterator[OverFlyte2]:
+    client = OverFlyte2(served)
+    yield client
+    client.channel.close()
+
+
+def test_a_user_sensor_runs_then_succeeds_over_flyte2(
+    served: Served, flyte2: OverFlyte2, tmp_path: Path
+) -> None:
+    marker = tmp_path / "ready"
+    meta = flyte2.create("user_marker.json", inputs(path=str(marker)))
+    waiting = flyte2.get(meta)
+    assert waiting.phase == Phase.RUNNING
+    assert waiting.message == f"{MARKER}.poke answered False; will poke again."
+    info = json_format.MessageToDict(waiting.custom_info)
+    assert info["sensor"] == MARKER and info["awaiting"] == {"path": str(marker)}
+    # Flyte 2's executor has no timeout of its own: the connector's default deadline is the task's.
+    deadline = dt.datetime.fromisoformat(info["policy"]["deadline"].replace("Z", "+00:00"))
+    assert deadline - dt.datetime.fromisoformat(info["created_at"]) == dt.timedelta(days=1)
+    marker.touch()
+    done = flyte2.until(meta, Phase.SUCCEEDED)
+    assert done.message == f"{MARKER}.poke answered True."
+    assert not done.HasField("outputs"), "the template declares no outputs"
+    created = [
+        r for r in log_records(served.process) if r.get("operation") == "create" and r.get("sensor") == MARKER
+    ]
+    assert (
+        created[-1]["execution"] == "flytesnacks/development/run-21" and created[-1]["protocol"] == "flyte2"
+    )
+
+
+def test_a_user_sensor_created_over_one_protocol_is_answered_over_the_other(
+    served: Served, flyte2: OverFlyte2, tmp_path: Path
+) -> None:
+    one, two = tmp_path / "one", tmp_path / "two"
+    from_flyte1 = served.create(request("user_marker.json", inputs(path=str(one))))
+    from_flyte2 = flyte2.create("user_marker.json", inputs(path=str(two)))
+    assert flyte2.get(from_flyte1).phase == Phase.RUNNING
+    assert served.get(from_flyte2).phase == Phase.RUNNING
+    one.touch()
+    two.touch()
+    assert flyte2.until(from_flyte1, Phase.SUCCEEDED).message == f"{MARKER}.poke answered True."
+    assert served.until(from_flyte2, Phase.SUCCEEDED).message == f"{MARKER}.poke answered True."
+
+
+def test_over_flyte2_the_class_gets_its_sensor_config_as_the_template_has_it(
+    flyte2: OverFlyte2, tmp_path: Path
+) -> None:
+    # SuffixConfig.from_dict is cls(**d): a key its author never wrote (such as the deadline the connector
+    # gives Flyte 2 tasks) would make every poke raise TypeError.
+    path = tmp_path / "ready"
+    meta = flyte2.create("user_suffix.json", inputs(path=str(path)))
+    path.touch()  # the config says to wait for `ready.done`
+    waiting = flyte2.get(meta)
+    assert waiting.phase == Phase.RUNNING
+    assert waiting.message == "mysensors.markers.SuffixSensor.poke answered False; will poke again."
+    assert "deadline" in json_format.MessageToDict(waiting.custom_info)["policy"]
+    (tmp_path / "ready.done").touch()
+    flyte2.until(meta, Phase.SUCCEEDED)
+
+
+def test_inputs_arrive_as_the_types_poke_declares_over_flyte2(flyte2: OverFlyte2, tmp_path: Path) -> None:
+    after = dt.datetime(2026, 11, 24, 6, 30, tzinfo=dt.UTC)
+    meta = flyte2.create("user_partition.json", partition_inputs(tmp_path, after))
+    waiting = flyte2.get(meta)
+    assert waiting.phase == Phase.RUNNING and "poke answered False" in waiting.message, waiting.message
+    (tmp_path / "sales-24-3-202611240630-a+b-3").touch()
+    flyte2.until(meta, Phase.SUCCEEDED)
+
+
+def test_user_code_failures_over_flyte2_are_phases(flyte2: OverFlyte2, tmp_path: Path) -> None:
+    path = tmp_path / "service"
+    raising = flyte2.create("user_table.json", inputs(path=str(path)))
+    for _ in range(2):  # every Get pokes again: a RUNNING phase each time, never an RPC error
+        waiting = flyte2.get(raising)
+        assert waiting.phase == Phase.RUNNING
+        assert waiting.message == (
+            f"mysensors.markers.TableSensor poke raised ConnectionError: table service for {path} is "
+            "unreachable; will poke again."
+        )
+    # PermanentError: FAILED at once, in words flyteidl2 carries (its Resource has no agent_error).
+    raw = flyte2.raw_get(flyte2.create("user_gone.json", inputs(path="sales")))
+    failed = connector_pb2.GetTaskResponse.FromString(raw).resource
+    assert failed.phase == Phase.FAILED
+    assert failed.message == "mysensors.markers.GoneSensor: table sales was dropped"
+    assert not agent_pb2.GetTaskResponse.FromString(raw).resource.HasField("agent_error")
+
+
+def test_modules_that_cannot_serve_are_refused_over_flyte2_naming_why(flyte2: OverFlyte2) -> None:
+    # Flyte 2's plugin turns any Create error into a retryable failure whose message carries these words.
+    with pytest.raises(grpc.RpcError) as info:
+        flyte2.create("user_sensor.json", inputs(table="sales"))
+    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert info.value.details() == (
+        "sensor module 'tests.vectors.user_sensors' is not allowed on this connector; the operator allows a "
+        "module's flytekit sensors with --sensor-modules (SENSOR_CONNECTOR_SENSOR_MODULES, chart value "
+        "sensorModules)."
+    )
+    broken = flyte2.create_request("user_marker.json", inputs(path="x"))
+    broken.template.custom["sensor_module"] = "mysensors.broken"
+    broken.template.custom["sensor_name"] = "VendorSensor"
+    with pytest.raises(grpc.RpcError) as info:
+        flyte2.stub.CreateTask(broken, timeout=10)
+    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert info.value.details().startswith(
+        "sensor module 'mysensors.broken' is allowed by --sensor-modules but"
+    )

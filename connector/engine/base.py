@@ -30,8 +30,14 @@ class Engine(abc.ABC):
     agent_name: str
 
     @abc.abstractmethod
-    async def create(self, request: agent_pb2.CreateTaskRequest) -> bytes:
-        """Validate the request and return the resource_meta that identifies the task from now on."""
+    async def create(
+        self, request: agent_pb2.CreateTaskRequest, *, default_deadline: float | None = None
+    ) -> bytes:
+        """Validate the request and return the resource_meta that identifies the task from now on.
+
+        `default_deadline`: seconds after which a task that sets no deadline of its own gives up, for a
+        client with no timeout of its own (Flyte 2's executor); None: the task's own, or none.
+        """
 
     @abc.abstractmethod
     async def get(self, resource_meta: bytes) -> bytes:

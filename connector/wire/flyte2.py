@@ -23,7 +23,9 @@ What Flyte 2 does differently and how it is honoured:
   Flyte 2's OSS executor refuses a template with `custom["secrets"]`) and never logged.
 - Get/Delete/logs/metrics carry only `task_category`, never the deprecated `task_type`.
 - Flyte 2's executor has no timeout of its own for connector tasks, so the sensor's own deadline is the
-  only one: a task that sets none gets `--flyte2-default-deadline` (default one day; 0 = none).
+  only one: a task that sets none gets `--flyte2-default-deadline` (default one day; 0 = none) in its
+  policy, never in its `sensor_config` (a user's own flytekit sensor receives that whole, and a config
+  class that takes only its own fields would fail on a key its author never wrote).
 """
 
 from __future__ import annotations
@@ -76,22 +78,6 @@ def flyte2_answer(answer: bytes) -> bytes:
     return converted
 
 
-def with_default_deadline(template: Any, deadline: float) -> None:
-    """Give a sensor template's policy `deadline` seconds when it sets no deadline of its own."""
-    if deadline <= 0 or not template.HasField("custom"):
-        return
-    fields = template.custom.fields
-    config = fields.get("sensor_config")
-    if config is None or config.WhichOneof("kind") in (None, "null_value"):
-        fields["sensor_config"].struct_value.Clear()
-    elif config.WhichOneof("kind") != "struct_value":
-        return  # not a mapping: the engine refuses it with its own message
-    own = fields["sensor_config"].struct_value.fields
-    current = own.get("deadline")
-    if current is None or current.WhichOneof("kind") in (None, "null_value"):
-        own["deadline"].number_value = deadline
-
-
 class AsyncConnectorService(service_pb2_grpc.AsyncConnectorServiceServicer):  # type: ignore[misc]
     """flyteidl2's CreateTask, GetTask, DeleteTask, GetTaskMetrics and GetTaskLogs, over the Flyte 1 servicer.
 
@@ -102,10 +88,10 @@ class AsyncConnectorService(service_pb2_grpc.AsyncConnectorServiceServicer):  # 
     def __init__(
         self, engines: EngineRegistry, metrics: Metrics | None = None, *, default_deadline: float = 0.0
     ) -> None:
-        #: The Flyte 1 servicer this delegates to, counting and logging as protocol flyte2.
-        self.v1 = AsyncAgentService(engines, metrics, protocol=FLYTE2)
+        #: The Flyte 1 servicer this delegates to, counting and logging as protocol flyte2, giving tasks
+        #: that set no deadline `default_deadline` seconds.
+        self.v1 = AsyncAgentService(engines, metrics, protocol=FLYTE2, default_deadline=default_deadline)
         self.metrics = metrics
-        self.default_deadline = default_deadline
 
     async def CreateTask(
         self, request: connector_pb2.CreateTaskRequest, context: grpc.aio.ServicerContext
@@ -125,7 +111,6 @@ class AsyncConnectorService(service_pb2_grpc.AsyncConnectorServiceServicer):  # 
         request.ClearField("connection")
         request.inputs.ClearField("context")
         v1 = agent_pb2.CreateTaskRequest.FromString(request.SerializeToString())
-        with_default_deadline(v1.template, self.default_deadline)
         response = await self.v1.CreateTask(v1, context)
         created: bytes = response.SerializeToString()  # CreateTaskResponse{resource_meta = 1} in both
         return created
@@ -231,5 +216,4 @@ __all__ = [
     "AsyncConnectorService",
     "ConnectorMetadataService",
     "flyte2_answer",
-    "with_default_deadline",
 ]

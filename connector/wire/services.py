@@ -105,12 +105,19 @@ class AsyncAgentService(agent_pb2_grpc.AsyncAgentServiceServicer):  # type: igno
     """CreateTask, GetTask, DeleteTask, GetTaskLogs and GetTaskMetrics routed by task category."""
 
     def __init__(
-        self, engines: EngineRegistry, metrics: Metrics | None = None, protocol: str = FLYTE1
+        self,
+        engines: EngineRegistry,
+        metrics: Metrics | None = None,
+        protocol: str = FLYTE1,
+        *,
+        default_deadline: float = 0.0,
     ) -> None:
         self.engines = engines
         self.metrics = metrics
         #: The protocol metrics and logs name for these calls (the Flyte 2 servicer delegates here).
         self.protocol = protocol
+        #: Seconds a task created here that sets no deadline may wait (0: none); see Engine.create.
+        self.default_deadline = default_deadline
 
     def _route(self, request: Any) -> Route:
         """Where a call goes, by the category it names."""
@@ -140,7 +147,9 @@ class AsyncAgentService(agent_pb2_grpc.AsyncAgentServiceServicer):  # type: igno
             engine = route.served()
             if self.metrics is not None:
                 self.metrics.input_bytes(route.task_type, request.inputs.ByteSize())
-            return agent_pb2.CreateTaskResponse(resource_meta=await engine.create(request))
+            deadline = self.default_deadline or None
+            meta = await engine.create(request, default_deadline=deadline)
+            return agent_pb2.CreateTaskResponse(resource_meta=meta)
 
         label = route.label if route is not None else UNKNOWN
         return await guarded(context, "create", label, work, self.metrics, self.protocol)

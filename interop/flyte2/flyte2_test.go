@@ -219,6 +219,10 @@ func TestConnectorPlugin(t *testing.T) {
 		"AWS_ENDPOINT_URL=http://" + closedPort(t),
 		"AWS_ACCESS_KEY_ID=interop", "AWS_SECRET_ACCESS_KEY=interop", "AWS_DEFAULT_REGION=us-east-1",
 		"AWS_MAX_ATTEMPTS=1",
+		// A team's own flytekit sensors (tests/fixtures/user_pkg) on the path and allowed, as an operator
+		// installs and lists them (and as interop/propeller starts its connectors).
+		"PYTHONPATH=" + filepath.Join(repoRoot(t), "tests", "fixtures", "user_pkg"),
+		"SENSOR_CONNECTOR_SENSOR_MODULES=mysensors.markers",
 	}
 	primary := startReplica(t, env, newSigningKey(t, dir))
 	service := registerPlugin(t, h, primary.addr)
@@ -277,6 +281,85 @@ func TestConnectorPlugin(t *testing.T) {
 		sort.Strings(got)
 		if !slices.Equal(got, want) {
 			t.Fatalf("outputs paths %v, want %v", got, want)
+		}
+	})
+
+	t.Run("UserSensor", func(t *testing.T) {
+		// A BaseSensor subclass written as flytekit's docs show, serialized by stock flytekit.
+		t.Parallel()
+		tmpl := loadTemplate(t, filepath.Join("testdata", "user_marker.json"))
+		path := filepath.Join(dir, "user", "ready")
+		tk := h.newTask(t, "user", tmpl, inputs("path", str(path)))
+		info := h.until(t, plugin, tk, resync+slack, "Running", is(pluginsCore.PhaseRunning))
+		if got := info.Info().CustomInfo.GetFields()["sensor"].GetStringValue(); got != "mysensors.markers.MarkerSensor" {
+			t.Fatalf("custom_info names sensor %q", got)
+		}
+		touch(t, path)
+		h.until(t, plugin, tk, resync+slack, "Success", is(pluginsCore.PhaseSuccess))
+		if s := tk.saved(t); s.SyncFailureCount != 0 {
+			t.Fatalf("%d GetTask errors (%s)", s.SyncFailureCount, s.ErrorMessage)
+		}
+	})
+
+	t.Run("UserSensorRaising", func(t *testing.T) {
+		// Its poke raises until the path exists: a RUNNING phase each round, never a Get error.
+		t.Parallel()
+		tmpl := loadTemplate(t, filepath.Join("testdata", "user_table.json"))
+		delete(tmpl.GetCustom().GetFields(), "sensor_config") // no deadline of its own: it waits for the path
+		path := filepath.Join(dir, "user", "service")
+		tk := h.newTask(t, "user_raising", tmpl, inputs("path", str(path)))
+		h.until(t, plugin, tk, resync+slack, "Running", is(pluginsCore.PhaseRunning))
+		// Rounds across a resync: every one Running, the connector's poke raising each time it is asked.
+		end := time.Now().Add(resync + time.Second)
+		eventually(t, resync+2*slack, "rounds across a resync", func() (bool, string) {
+			info, err := h.round(context.Background(), plugin, tk)
+			if err != nil || info.Phase() != pluginsCore.PhaseRunning {
+				t.Fatalf("round: %v %s", err, describe(info))
+			}
+			return time.Now().After(end), "still rounding"
+		})
+		if n := primary.countIn("TableSensor poke raised ConnectionError", path); n < 2 {
+			t.Fatalf("the connector logged %d raising pokes of %s, want one per Get (at least 2)", n, path)
+		}
+		if s := tk.saved(t); s.SyncFailureCount != 0 {
+			t.Fatalf("%d GetTask errors (%s)", s.SyncFailureCount, s.ErrorMessage)
+		}
+		touch(t, path)
+		h.until(t, plugin, tk, resync+slack, "Success", is(pluginsCore.PhaseSuccess))
+		if s := tk.saved(t); s.SyncFailureCount != 0 {
+			t.Fatalf("%d GetTask errors (%s)", s.SyncFailureCount, s.ErrorMessage)
+		}
+	})
+
+	t.Run("UserSensor_config_as_written", func(t *testing.T) {
+		// Its config class takes only its own fields (from_dict is cls(**d)): the deadline the connector
+		// gives a Flyte 2 task that sets none must not reach it, or every poke raises.
+		t.Parallel()
+		tmpl := loadTemplate(t, filepath.Join("testdata", "user_suffix.json"))
+		path := filepath.Join(dir, "user", "suffixed")
+		tk := h.newTask(t, "user_suffix", tmpl, inputs("path", str(path)))
+		h.until(t, plugin, tk, resync+slack, "Running", is(pluginsCore.PhaseRunning))
+		touch(t, path+".done") // the config's suffix
+		h.until(t, plugin, tk, resync+slack, "Success", is(pluginsCore.PhaseSuccess))
+		if n := primary.countIn("SuffixSensor poke raised"); n != 0 {
+			t.Fatalf("the connector logged %d raising pokes of SuffixSensor", n)
+		}
+	})
+
+	t.Run("UserSensor_module_not_allowed", func(t *testing.T) {
+		// Flyte 2's plugin makes any Create error a retryable failure: the connector's sentence must reach
+		// the user in it, naming the module and the option that allows it.
+		t.Parallel()
+		tmpl := loadTemplate(t, filepath.Join("testdata", "user_sensor.json"))
+		tk := h.newTask(t, "user_refused", tmpl, inputs("table", str("sales")))
+		info := h.until(t, plugin, tk, slack, "RetryableFailure", is(pluginsCore.PhaseRetryableFailure))
+		e := info.Err()
+		want := "failed to create task from connector with rpc error: code = FailedPrecondition desc = " +
+			"sensor module 'tests.vectors.user_sensors' is not allowed on this connector; the operator allows " +
+			"a module's flytekit sensors with --sensor-modules (SENSOR_CONNECTOR_SENSOR_MODULES, chart value " +
+			"sensorModules)."
+		if e.GetKind() != idlcore.ExecutionError_USER || e.GetMessage() != want {
+			t.Fatalf("got %s %q, want USER %q", e.GetKind(), e.GetMessage(), want)
 		}
 	})
 

@@ -2,10 +2,12 @@
 
     .venv/bin/python tests/vectors/make_flyte2_vectors.py
 
-The same TaskTemplates that stock flytekit serialized (tests/vectors/file_sensor.json and
-interop/propeller/testdata/glob_sensor.json), read as flyteidl2 TaskTemplates: every flyteidl field keeps
-its number there, so the bytes are the same; only the JSON differs (an interface's variables are a list
-in flyteidl2, a map in flyteidl).
+The same TaskTemplates that stock flytekit serialized (tests/vectors/file_sensor.json,
+interop/propeller/testdata/glob_sensor.json, and the users' own sensors of tests/fixtures/user_pkg that
+interop/propeller runs: tests/vectors/user_marker.json, user_table.json, user_suffix.json, and
+user_sensor.json, whose module no connector allows), read as flyteidl2 TaskTemplates: every flyteidl
+field keeps its number there, so the bytes are the same; only the JSON differs (an interface's
+variables are a list in flyteidl2, a map in flyteidl).
 """
 
 from __future__ import annotations
@@ -20,6 +22,10 @@ ROOT = Path(__file__).resolve().parents[2]
 SOURCES = {
     "file_sensor.json": ROOT / "tests" / "vectors" / "file_sensor.json",
     "glob_sensor.json": ROOT / "interop" / "propeller" / "testdata" / "glob_sensor.json",
+    "user_marker.json": ROOT / "tests" / "vectors" / "user_marker.json",
+    "user_table.json": ROOT / "tests" / "vectors" / "user_table.json",
+    "user_suffix.json": ROOT / "tests" / "vectors" / "user_suffix.json",
+    "user_sensor.json": ROOT / "tests" / "vectors" / "user_sensor.json",
 }
 
 

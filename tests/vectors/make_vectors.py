@@ -48,6 +48,9 @@ def user_vectors() -> dict[str, object]:
         "user_marker_suffix.json": template_json(
             markers.MarkerSensor(name="wait_marker_done", config=markers.MarkerConfig(suffix=".done"))
         ),
+        "user_suffix.json": template_json(
+            markers.SuffixSensor(name="wait_suffix", config=markers.SuffixConfig(suffix=".done"))
+        ),
         "user_partition.json": template_json(markers.PartitionSensor(name="wait_partition")),
         "user_sync.json": template_json(markers.SyncMarkerSensor(name="wait_sync")),
         "user_table.json": template_json(

@@ -5,6 +5,7 @@ The sensor is looked up by name in the catalog; nothing a request names is ever 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from typing import Any
 
@@ -42,11 +43,15 @@ def check(
     now: dt.datetime,
     secrets: SecretPolicy | None = None,
     user: UserModules | None = None,
+    default_deadline: float | None = None,
 ) -> SensorState:
     """The state a CreateTask request asks for, or a RequestError saying what is wrong with it.
 
     The secrets it would use are checked against the operator's secret policy (`secrets`; None
     grants none) before anything is read: PermissionDenied says what the operator would have to allow.
+    A task whose policy sets no deadline gets `default_deadline` seconds (None or 0: none) in its
+    policy only: the sensor's config, which a user's own sensor class receives whole, stays the
+    template's.
     """
     template = request.template
     if not template.HasField("custom") or not template.custom.fields:
@@ -74,6 +79,8 @@ def check(
             config = cls.prepare(config, inputs, tuple(o for o in outputs if o != MET_OUTPUT))
     except (ConfigError, literals.LiteralError) as exc:
         raise InvalidArgument(str(exc)) from None
+    if default_deadline and policy.deadline is None:
+        policy = dataclasses.replace(policy, deadline=default_deadline)
     execution = execution_of(request)
     refused = task_refusal(secrets, cls, config, inputs, execution)
     if refused is not None:

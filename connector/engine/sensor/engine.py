@@ -115,9 +115,19 @@ class SensorEngine(Engine):
         self.secrets = secrets
 
     # -- Create -------------------------------------------------------------------------------
-    async def create(self, request: agent_pb2.CreateTaskRequest) -> bytes:
+    async def create(
+        self, request: agent_pb2.CreateTaskRequest, *, default_deadline: float | None = None
+    ) -> bytes:
         """Check the template and inputs against the sensor and pack them into signed resource_meta."""
-        state = create.check(request, self.sensors, self.category, self.clock(), self.secrets, user=self.user)
+        state = create.check(
+            request,
+            self.sensors,
+            self.category,
+            self.clock(),
+            self.secrets,
+            user=self.user,
+            default_deadline=default_deadline,
+        )
         cls = self.sensors.resolve(state.sensor)
         if issubclass(cls, UserSensor):  # an author's flytekit sensor: its inputs must decode, off the loop
             await cls.check_decodes(state.config, self.poke_timeout)
