@@ -193,4 +193,3 @@ func touch(t *testing.T, path string) {
 		t.Fatal(err)
 	}
 }
-

@@ -264,15 +264,17 @@ func (m execMetadata) GetOverrides() pluginsCore.TaskOverrides         { return 
 func (m execMetadata) GetLabels() map[string]string {
 	return map[string]string{"execution-id": m.tk.name}
 }
-func (m execMetadata) GetMaxAttempts() uint32                            { return 1 }
-func (m execMetadata) GetAnnotations() map[string]string                 { return map[string]string{} }
-func (m execMetadata) GetK8sServiceAccount() string                      { return "default" }
-func (m execMetadata) GetSecurityContext() *idlcore.SecurityContext      { return &idlcore.SecurityContext{} }
-func (m execMetadata) IsInterruptible() bool                             { return false }
-func (m execMetadata) GetPlatformResources() *v1.ResourceRequirements    { return nil }
-func (m execMetadata) GetInterruptibleFailureThreshold() int32           { return 0 }
-func (m execMetadata) GetEnvironmentVariables() map[string]string        { return nil }
-func (m execMetadata) GetConsoleURL() string                             { return "" }
+func (m execMetadata) GetMaxAttempts() uint32            { return 1 }
+func (m execMetadata) GetAnnotations() map[string]string { return map[string]string{} }
+func (m execMetadata) GetK8sServiceAccount() string      { return "default" }
+func (m execMetadata) GetSecurityContext() *idlcore.SecurityContext {
+	return &idlcore.SecurityContext{}
+}
+func (m execMetadata) IsInterruptible() bool                          { return false }
+func (m execMetadata) GetPlatformResources() *v1.ResourceRequirements { return nil }
+func (m execMetadata) GetInterruptibleFailureThreshold() int32        { return 0 }
+func (m execMetadata) GetEnvironmentVariables() map[string]string     { return nil }
+func (m execMetadata) GetConsoleURL() string                          { return "" }
 func (m execMetadata) GetExternalResourceAttributes() pluginsCore.ExternalResourceAttributes {
 	return pluginsCore.ExternalResourceAttributes{}
 }
