@@ -11,6 +11,8 @@ reinstall only when pyproject.toml changes. `install` and `check` also install t
 emulators the tests start (fake-gcs-server, built with Go; Azurite, from npm) into ./.cache with
 scripts/install-emulators.sh, which skips what is already there. Without `go` or `npm` on PATH that
 step is left out with a warning, and the GCS and Azure tests then fail saying how to install them.
+They also install PostgreSQL's server binaries (Debian's `postgresql`, for SqlSensor's tests) with
+scripts/ci-deps.sh when missing; that needs root (CI's case), else it says to run it with sudo.
 """
 
 from __future__ import annotations
@@ -63,6 +65,13 @@ def _ensure_emulators() -> None:
     subprocess.run([str(ROOT / "scripts" / "install-emulators.sh")], check=True)
 
 
+def _ensure_postgres() -> None:
+    # SqlSensor's isolation tests start a PostgreSQL server of their own from Debian's binaries;
+    # scripts/ci-deps.sh installs them when missing (as root) and says what to run otherwise.
+    if subprocess.run([str(ROOT / "scripts" / "ci-deps.sh")]).returncode != 0:
+        print("dev.py: WARNING: no PostgreSQL; its tests will fail", file=sys.stderr, flush=True)
+
+
 def _run(*cmd: str) -> int:
     print("$", " ".join(cmd), flush=True)
     return subprocess.run(cmd, cwd=ROOT).returncode
@@ -76,6 +85,7 @@ def main(argv: list[str]) -> int:
     what, rest = argv[0], argv[1:]
     if what in {"install", "check"}:
         _ensure_emulators()
+        _ensure_postgres()
     if what == "install":
         return 0
     if what == "serve":
