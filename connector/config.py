@@ -121,6 +121,16 @@ class Config:
     fs_cache_entries: int = _opt(
         50_000, "object-store answers and listed items kept for sharing at most (an LRU)"
     )
+    # fsspec serves many more protocols (http, ftp, memory, chained `a::b` URLs); a path on one would let a
+    # template make the connector reach any host, the cloud metadata address included, around HttpSensor's
+    # address checks, or touch its own process state. So paths name local files and the object stores only,
+    # unless the operator lists more. (Local runs, the author's own process, admit every protocol.)
+    path_protocols: list[str] = _opt(
+        ["file", "s3", "gs", "abfs"],
+        "protocols FileSensor and GlobSensor paths may name (comma-separated; aliases such as s3a, gcs, az "
+        "count as theirs); any other fsspec protocol (http, ftp, memory, ...) fails the task unread",
+        metavar="PROTOCOL",
+    )
     listing_protocols: list[str] = _opt(
         ["file", "s3", "gs", "abfs"],
         "protocols where one prefix listing may answer many sensors waiting under that prefix "

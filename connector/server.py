@@ -15,6 +15,7 @@ from grpc_reflection.v1alpha import reflection
 from sensors import local_roots, pools, secrets, sql
 from sensors.registry import SensorRegistry, load_registry
 from sensors.store import Store, StoreSettings
+from sensors.store.backends import ALIASES
 
 from .config import Config
 from .engine.registry import EngineRegistry
@@ -249,6 +250,7 @@ def store_settings(cfg: Config) -> StoreSettings:
         poke_timeout=cfg.poke_timeout,
         blocking_threads=cfg.blocking_threads,
         local_roots=local_roots_of(cfg),
+        protocols=frozenset(ALIASES.get(p, p) for p in cfg.path_protocols),
     )
 
 

@@ -156,6 +156,9 @@ def config(tmp_path: Path, key_file: Path) -> Config:
         # Local paths are confined to --local-roots: the test's own directory and the system's temporary
         # one (the key file and state directory in them are carved out by the server).
         local_roots=[tmp_path, Path(tempfile.gettempdir())],
+        # The tests' own fsspec filesystems (tests/countingfs.py counts store calls, tests/slowfs.py
+        # imports slowly) are listed as an operator lists another protocol it wants served.
+        path_protocols=["file", "s3", "gs", "abfs", "countfs", "slowfs"],
     )
 
 

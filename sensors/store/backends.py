@@ -35,11 +35,8 @@ EXTRAS = {
     "az": "azure",
 }
 
-#: Every protocol a path may name: local files and the object stores above. fsspec knows many more
-#: (http, ftp, memory, chained `a::b` URLs); served, they would let a template make the connector reach
-#: any host, the cloud metadata address included, or its own process state, so they are refused before
-#: any access (HttpSensor, with its address checks, is the sensor that reaches hosts).
-SERVED = frozenset({"file", "local", *EXTRAS})
+#: Other names fsspec gives the same protocols (what --path-protocols and error messages count as one).
+ALIASES = {"local": "file", "s3a": "s3", "gcs": "gs", "az": "abfs", "abfss": "abfs"}
 
 # Process-wide, as the imports they record are: protocol -> its implementation, and per protocol a
 # function making options for a new client from work done in the import thread.

@@ -57,6 +57,9 @@ class StoreSettings:
     #: Where local paths may lead (--local-roots, the connector's own files carved out); None admits
     #: every local path (a local run, where the files are the author's own).
     local_roots: LocalRoots | None = None
+    #: The protocols paths may name (canonical names, --path-protocols); None admits every protocol
+    #: fsspec knows (a local run, where the credentials and the network are the author's own).
+    protocols: frozenset[str] | None = None
 
     def __post_init__(self) -> None:
         # The numbers are checked with every other option by the server's Config; the protocols here,
@@ -141,11 +144,13 @@ class Store:
         """
         if not isinstance(url, str) or not url.strip():
             raise PermanentError("the path is empty.")
+        allowed = self.settings.protocols
         protocol = backends.protocol_of(url)
-        if protocol not in backends.SERVED and backends.is_known(protocol):
+        refused = allowed is not None and backends.ALIASES.get(protocol, protocol) not in allowed
+        if refused and backends.is_known(protocol):  # an unknown one fails as such when resolved
             raise PermanentError(
                 f"{short(url, 120)}: the connector does not read {short(protocol, 40)}:// paths; "
-                "it reads local paths, s3://, gs:// and abfs:// (az://)."
+                f"it reads {', '.join(f'{p}://' for p in sorted(allowed or ()))} (--path-protocols)."
             )
 
     async def admit_at_create(self, sensor: str, urls: Iterable[str], budget: float) -> None:
