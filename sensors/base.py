@@ -213,6 +213,12 @@ def human_duration(delta: dt.timedelta, *, round_up: bool = False) -> str:
     return f"{secs}s"
 
 
+def set_fields(config: Any, *names: str) -> dict[str, Any]:
+    """The named fields of `config` that are set (not None), in that order: optional facts for `describe`."""
+    values = {name: getattr(config, name) for name in names}
+    return {name: value for name, value in values.items() if value is not None}
+
+
 def _names(declared: Mapping[str, Any]) -> str:
     return short_list(declared) if declared else "none"
 

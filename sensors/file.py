@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .base import Link, PokeContext, PokeResult, Sensor
+from .base import Link, PokeContext, PokeResult, Sensor, set_fields
 from .store import console_links
 
 
@@ -40,12 +40,7 @@ class FileSensor(Sensor[FileSensorConfig]):
     inputs = {"path": str}
 
     def describe(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
-        facts: dict[str, Any] = {"path": inputs["path"]}
-        if self.config.min_size is not None:
-            facts["min_size"] = self.config.min_size
-        if self.config.min_age is not None:
-            facts["min_age"] = self.config.min_age
-        return facts
+        return {"path": inputs["path"], **set_fields(self.config, "min_size", "min_age")}
 
     def links(self, inputs: Mapping[str, Any]) -> Sequence[Link]:
         return console_links(inputs["path"])

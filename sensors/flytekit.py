@@ -44,11 +44,12 @@ from flytekit.core.type_engine import TypeEngine
 from flytekit.sensor.base_sensor import BaseSensor
 
 from . import lazy
-from .base import ConfigError, PermanentError, PokeContext, PokeResult, Sensor, TransientError
+from .base import PermanentError, PokeContext, PokeResult, Sensor, TransientError
+from .declaration import MET_OUTPUT, declare
 from .file import FileSensor as CatalogFileSensor
 from .glob import GlobSensor as CatalogGlobSensor
 from .http import HttpSensor as CatalogHttpSensor
-from .policy import POLICY_FIELDS, Policy, awaited
+from .policy import Policy, awaited
 from .sql import SqlSensor as CatalogSqlSensor
 from .store import default_store
 from .time import TimeSensor as CatalogTimeSensor
@@ -60,8 +61,6 @@ log = logging.getLogger(__name__)
 LOCAL_POLL_SECONDS = 1.0
 #: The time budget of one local poke.
 LOCAL_POKE_TIMEOUT = 30.0
-#: The boolean output that says whether the sensor was met (False after a soft_fail deadline).
-MET_OUTPUT = "met"
 
 
 class LocalClock:
@@ -164,48 +163,25 @@ class CatalogSensorTask(BaseSensor):  # type: ignore[misc]  # flytekit is untype
         met: bool | None = None,
         **kwargs: Any,
     ) -> None:
-        fields = {f.name for f in dataclasses.fields(self.catalog.config_type)}
-        values = dict(config or {})
-        values.update({k: kwargs.pop(k) for k in list(kwargs) if k in fields or k in POLICY_FIELDS})
-        # flytekit's task classes swallow unknown keywords, so a misspelt config field would vanish.
-        unknown = sorted(set(kwargs) - _task_keywords())
-        if unknown:
-            raise ConfigError(
-                f"{self.catalog.name} has no config field {', '.join(unknown)}; "
-                f"it takes {', '.join(sorted(fields)) or 'none'}, the policy "
-                f"({', '.join(POLICY_FIELDS)}) and flytekit task options."
-            )
-        # Fails here, at declaration, with the same sentences the connector would give at Create.
-        self.policy, own = Policy.split(values)
-        self.catalog_config = self.catalog.parse_config(own)
-        if outputs is True:
-            names = tuple(self.catalog.outputs)
-        elif outputs is False:
-            names = ()
-        else:
-            names = tuple(outputs)
-        offered = {**self.catalog.outputs, MET_OUTPUT: bool}
-        unknown = [n for n in names if n not in offered]
-        if unknown:
-            raise ValueError(
-                f"{self.catalog.name} has no output {', '.join(unknown)}; it offers {', '.join(offered)}."
-            )
-        if met if met is not None else self.policy.soft_fail:
-            names = (*(n for n in names if n != MET_OUTPUT), MET_OUTPUT)
-        if self.policy.soft_fail and len(names) > 1:
-            # A soft-failed sensor has nothing to put in them; the connector would fail the task then.
-            raise ConfigError(
-                f"{self.catalog.name} with soft_fail can declare only the output {MET_OUTPUT!r}: "
-                f"at the deadline there is no value for {', '.join(n for n in names if n != MET_OUTPUT)}."
-            )
-        self.output_names = names
-        serialized = {**own, **self.policy.to_dict()}
+        declared = declare(
+            self.catalog,
+            config,
+            kwargs,
+            outputs=outputs,
+            met=met,
+            task_keywords=_task_keywords(),
+            framework="flytekit",
+        )
+        self.policy = declared.policy
+        self.catalog_config = declared.config
+        self.output_names = names = declared.outputs
+        serialized = declared.sensor_config
         sensor_config = SensorConfigDict(serialized) if serialized else None
-        super().__init__(name=name, sensor_config=sensor_config, **kwargs)
+        super().__init__(name=name, sensor_config=sensor_config, **declared.task_options)
         if names:
             interface = Interface(
                 inputs=self.python_interface.inputs_with_defaults,
-                outputs={n: offered[n] for n in names},
+                outputs={n: declared.offered[n] for n in names},
             )
             self._python_interface = interface
             self._interface = transform_interface_to_typed_interface(

@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 
 from fsspec.core import split_protocol
 
-from .base import Link, PokeContext, PokeResult, Sensor
+from .base import Link, PokeContext, PokeResult, Sensor, set_fields
 from .store import console_links, modified_at
 
 
@@ -47,12 +47,11 @@ class GlobSensor(Sensor[GlobSensorConfig]):
     outputs: ClassVar[Mapping[str, Any]] = {"paths": list[str]}
 
     def describe(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
-        facts: dict[str, Any] = {"pattern": inputs["pattern"], "min_count": self.config.min_count}
-        if self.config.marker is not None:
-            facts["marker"] = self.config.marker
-        if self.config.quiet_for is not None:
-            facts["quiet_for"] = self.config.quiet_for
-        return facts
+        return {
+            "pattern": inputs["pattern"],
+            "min_count": self.config.min_count,
+            **set_fields(self.config, "marker", "quiet_for"),
+        }
 
     def links(self, inputs: Mapping[str, Any]) -> Sequence[Link]:
         return console_links(_static_prefix(inputs["pattern"]))

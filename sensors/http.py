@@ -39,7 +39,16 @@ from typing import Any, ClassVar
 from urllib.parse import urljoin, urlsplit
 
 from . import lazy, secrets
-from .base import ConfigError, PermanentError, PokeContext, PokeResult, SecretUse, Sensor, TransientError
+from .base import (
+    ConfigError,
+    PermanentError,
+    PokeContext,
+    PokeResult,
+    SecretUse,
+    Sensor,
+    TransientError,
+    set_fields,
+)
 
 log = logging.getLogger(__name__)
 
@@ -193,15 +202,11 @@ class HttpSensor(Sensor[HttpSensorConfig]):
         await close_sessions()
 
     def describe(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
-        facts: dict[str, Any] = {
+        return {
             "url": _redact(inputs["url"]),
             "expected_status": list(self.config.expected_status),
+            **set_fields(self.config, "body_regex", "json_pointer"),
         }
-        if self.config.body_regex is not None:
-            facts["body_regex"] = self.config.body_regex
-        if self.config.json_pointer is not None:
-            facts["json_pointer"] = self.config.json_pointer
-        return facts
 
     async def poke(self, inputs: Mapping[str, Any], ctx: PokeContext) -> PokeResult:
         cfg = self.config

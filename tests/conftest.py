@@ -117,6 +117,19 @@ class Clock:
         self.now += dt.timedelta(seconds=seconds)
 
 
+class StoreClock:
+    """A Store's clock (seconds), moved by the test: staleness is checked without waiting for it."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 def engine_of(server: Server) -> SensorEngine:
     """The server's sensor engine (task category sensor v0)."""
     return cast(SensorEngine, server.engines.engine_for(TaskCategory("sensor", 0)))

@@ -17,7 +17,7 @@ from sensors.flytekit import GlobSensor
 from sensors.store import listings
 
 from .catalog import request_for
-from .conftest import Connector, file_sensor_request
+from .conftest import Connector, StoreClock, file_sensor_request
 from .emulators import Bucket, point_connector_at
 from .storeproxy import CountingProxy
 
@@ -27,23 +27,10 @@ pytestmark = pytest.mark.slow
 STALENESS = 1.0
 
 
-class Clock:
-    """fs's clock, moved by the test: staleness is checked without waiting for it."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
 @pytest.fixture
-def clock() -> Clock:
+def clock() -> StoreClock:
     """The test's clock, given to the server's store before its first poke."""
-    return Clock()
+    return StoreClock()
 
 
 @pytest.fixture(params=["gs", "abfs"])
@@ -57,7 +44,7 @@ class Sharing:
     c: Connector
     bucket: Bucket
     proxy: CountingProxy
-    clock: Clock
+    clock: StoreClock
 
     async def sensor(self, key: str, **config: Any) -> bytes:
         request = file_sensor_request(self.bucket.url(key))
@@ -71,7 +58,7 @@ class Sharing:
 
 @pytest.fixture
 async def sharing(
-    make_connector: Any, bucket: Bucket, clock: Clock, monkeypatch: pytest.MonkeyPatch
+    make_connector: Any, bucket: Bucket, clock: StoreClock, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[Sharing]:
     proxy = CountingProxy(bucket.server.endpoint, store=bucket.store)
     point_connector_at(bucket.server, proxy.endpoint, monkeypatch)
@@ -174,7 +161,7 @@ async def test_glob_sensors_share_the_listing_with_file_sensors(sharing: Sharing
 async def test_listing_protocols_chooses_the_stores_that_list(
     make_connector: Any,
     bucket: Bucket,
-    clock: Clock,
+    clock: StoreClock,
     monkeypatch: pytest.MonkeyPatch,
     names: list[str],
     listed: bool,

@@ -18,33 +18,20 @@ from sensors.flytekit import GlobSensor
 from sensors.store import listings
 
 from .catalog import request_for
-from .conftest import S3, Connector, file_sensor_request, free_port, scrape
+from .conftest import S3, Connector, StoreClock, file_sensor_request, free_port, scrape
 from .storeproxy import CountingProxy
 
 Phase = execution_pb2.TaskExecution.Phase
 STALENESS = 1.0
 
 
-class Clock:
-    """A store's clock, moved by the test: staleness is checked without waiting for it."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
 @pytest.fixture
-def clock() -> Clock:
+def clock() -> StoreClock:
     """The test's clock, given to the server's store before its first poke."""
-    return Clock()
+    return StoreClock()
 
 
-async def started(make_connector: Any, clock: Clock, **overrides: Any) -> Server:
+async def started(make_connector: Any, clock: StoreClock, **overrides: Any) -> Server:
     server: Server = await make_connector(**overrides)
     server.store.clock = clock
     return server
@@ -67,7 +54,7 @@ class Sharing:
     c: Connector
     s3: S3
     proxy: CountingProxy
-    clock: Clock
+    clock: StoreClock
 
     def put(self, key: str, body: bytes = b"x") -> None:
         self.s3.client().put_object(Bucket=self.s3.bucket, Key=key, Body=body)
@@ -83,7 +70,9 @@ class Sharing:
 
 
 @pytest.fixture
-async def sharing(make_connector: Any, s3: S3, proxy: CountingProxy, clock: Clock) -> AsyncIterator[Sharing]:
+async def sharing(
+    make_connector: Any, s3: S3, proxy: CountingProxy, clock: StoreClock
+) -> AsyncIterator[Sharing]:
     server = await started(
         make_connector, clock, max_staleness=STALENESS, preload=["s3"], metrics_port=free_port()
     )
@@ -214,7 +203,7 @@ async def test_an_outage_keeps_sensors_waiting_and_says_the_store_is_unreachable
 
 # -- local directories: one os.scandir answers every sensor waiting in a directory -----------------
 @pytest.fixture
-async def local(make_connector: Any, clock: Clock) -> AsyncIterator[Connector]:
+async def local(make_connector: Any, clock: StoreClock) -> AsyncIterator[Connector]:
     server = await started(make_connector, clock, max_staleness=STALENESS)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
         yield Connector(server, channel)
@@ -227,7 +216,7 @@ def _file_counts(c: Connector) -> tuple[int, int]:
 
 
 async def test_sensors_in_one_local_directory_share_one_scan(
-    local: Connector, clock: Clock, tmp_path: Any
+    local: Connector, clock: StoreClock, tmp_path: Any
 ) -> None:
     for i in range(0, 20, 2):
         (tmp_path / f"part-{i:02d}").write_bytes(b"x" * i)

@@ -17,23 +17,14 @@ from flyteidl.core import execution_pb2
 from sensors.flytekit import GlobSensor
 
 from .catalog import request_for
-from .conftest import Connector
+from .conftest import Connector, StoreClock
 from .emulators import Bucket
 
 Phase = execution_pb2.TaskExecution.Phase
 
 
-class Clock:
-    """fs's clock, moved by the test past the staleness bound after it changes files."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-CLOCK = Clock()
+#: The store's clock, moved by the test past the staleness bound after it changes files.
+CLOCK = StoreClock()
 
 
 def changed() -> None:

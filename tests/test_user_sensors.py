@@ -11,9 +11,10 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import grpc
 import pytest
@@ -66,14 +67,22 @@ class Served:
 
     def until(self, meta: bytes, phase: int, within: float = 15) -> agent_pb2.Resource:
         """Get, as propeller polls, until the phase is `phase` (failing on another final phase)."""
-        deadline = time.monotonic() + within
-        while True:
-            resource = self.get(meta)
-            if resource.phase == phase:
-                return resource
-            assert resource.phase == Phase.RUNNING, resource
-            assert time.monotonic() < deadline, f"still {Phase.Name(resource.phase)}: {resource.message}"
-            time.sleep(0.2)  # the poll interval of this client, as propeller's resync
+        return poll_until(self.get, meta, phase, within)
+
+
+R = TypeVar("R", agent_pb2.Resource, connector_pb2.Resource)
+
+
+def poll_until(get: Callable[[bytes], R], meta: bytes, phase: int, within: float) -> R:
+    """`get(meta)` until the phase is `phase`, failing on another final phase or after `within` seconds."""
+    deadline = time.monotonic() + within
+    while True:
+        resource = get(meta)
+        if resource.phase == phase:
+            return resource
+        assert resource.phase == Phase.RUNNING, resource
+        assert time.monotonic() < deadline, f"still {Phase.Name(resource.phase)}: {resource.message}"
+        time.sleep(0.2)  # the poll interval of this client, as propeller's (and Flyte 2 plugin's) resync
 
 
 def serve_user_sensors(site: Path, key_file: Path, *args: str) -> Served:
@@ -486,14 +495,7 @@ class OverFlyte2:
 
     def until(self, meta: bytes, phase: int, within: float = 15) -> connector_pb2.Resource:
         """Get, as Flyte 2's plugin polls, until the phase is `phase` (failing on another final phase)."""
-        deadline = time.monotonic() + within
-        while True:
-            resource = self.get(meta)
-            if resource.phase == phase:
-                return resource
-            assert resource.phase == Phase.RUNNING, resource
-            assert time.monotonic() < deadline, f"still {Phase.Name(resource.phase)}: {resource.message}"
-            time.sleep(0.2)  # the poll interval of this client, as the plugin's resync
+        return poll_until(self.get, meta, phase, within)
 
 
 @pytest.fixture

@@ -47,22 +47,20 @@ from flyte.models import NativeInterface, SerializationContext
 from flyteidl2.core.execution_pb2 import TaskExecution
 from google.protobuf import json_format
 
-from .base import ConfigError, PermanentError, PokeContext, Sensor, TransientError, _is_optional
+from .base import PermanentError, PokeContext, Sensor, TransientError, _is_optional
+from .declaration import MET_OUTPUT, declare
 from .file import FileSensor as CatalogFileSensor
 from .glob import GlobSensor as CatalogGlobSensor
 from .http import HttpSensor as CatalogHttpSensor
-from .policy import POLICY_FIELDS, Policy, awaited
+from .policy import Policy, awaited
 from .sql import SqlSensor as CatalogSqlSensor
 from .store import default_store
 from .time import TimeSensor as CatalogTimeSensor
-from .values import jsonable
 
 log = logging.getLogger(__name__)
 
 TASK_TYPE = "sensor"
 TASK_TYPE_VERSION = 0
-#: The boolean output that says whether the sensor was met (False when a soft_fail deadline passed).
-MET_OUTPUT = "met"
 #: The time budget of one local poke.
 LOCAL_POKE_TIMEOUT = 30.0
 #: The catalog sensors this package offers, by name: a template is only ever served by one of these.
@@ -86,52 +84,29 @@ class SensorTask(AsyncConnectorExecutorMixin, TaskTemplate):  # type: ignore[mis
         met: bool | None = None,
         **kwargs: Any,
     ) -> None:
-        fields = {f.name for f in dataclasses.fields(self.catalog.config_type)}
-        values = dict(config or {})
-        values.update({k: kwargs.pop(k) for k in list(kwargs) if k in fields or k in POLICY_FIELDS})
-        unknown = sorted(set(kwargs) - _task_keywords())
-        if unknown:
-            raise ConfigError(
-                f"{self.catalog.name} has no config field {', '.join(unknown)}; "
-                f"it takes {', '.join(sorted(fields)) or 'none'}, the policy "
-                f"({', '.join(POLICY_FIELDS)}) and flyte task options."
-            )
-        # Fails here, at declaration, with the sentences the connector would give at CreateTask.
-        policy, own = Policy.split(jsonable(values))
-        self.catalog.parse_config(own)
-        if outputs is True:
-            names: tuple[str, ...] = tuple(self.catalog.outputs)
-        elif outputs is False:
-            names = ()
-        else:
-            names = tuple(outputs)
-        offered = {**self.catalog.outputs, MET_OUTPUT: bool}
-        missing = [n for n in names if n not in offered]
-        if missing:
-            raise ValueError(
-                f"{self.catalog.name} has no output {', '.join(missing)}; it offers {', '.join(offered)}."
-            )
-        if met if met is not None else policy.soft_fail:
-            names = (*(n for n in names if n != MET_OUTPUT), MET_OUTPUT)
-        if policy.soft_fail and len(names) > 1:
-            raise ConfigError(
-                f"{self.catalog.name} with soft_fail can declare only the output {MET_OUTPUT!r}: "
-                f"at the deadline there is no value for {', '.join(n for n in names if n != MET_OUTPUT)}."
-            )
+        declared = declare(
+            self.catalog,
+            config,
+            kwargs,
+            outputs=outputs,
+            met=met,
+            task_keywords=_task_keywords(),
+            framework="flyte",
+        )
         # Required inputs have no default; optional ones (e.g. TimeSensor's `at`) default to None.
         inputs = {
             n: (tp, None if _is_optional(tp) else inspect.Parameter.empty)
             for n, tp in self.catalog.inputs.items()
         }
-        kwargs.setdefault("image", None)  # nothing runs in a container: the connector pokes
+        options = {"image": None, **declared.task_options}  # nothing runs in a container: the connector pokes
         super().__init__(
             name=name,
-            interface=NativeInterface(inputs, {n: offered[n] for n in names}),
+            interface=NativeInterface(inputs, {n: declared.offered[n] for n in declared.outputs}),
             task_type=TASK_TYPE,
             task_type_version=TASK_TYPE_VERSION,
-            **kwargs,
+            **options,
         )
-        self.sensor_config = {**own, **policy.to_dict()}
+        self.sensor_config = declared.sensor_config
 
     def custom_config(self, sctx: SerializationContext) -> dict[str, Any]:
         """The template's `custom`, as flytekit's sensors write it and the connector reads it."""
