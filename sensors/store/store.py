@@ -176,19 +176,23 @@ class Store:
             if not roots.contains(real):
                 raise ConfigError(f"{sensor}: {roots.refusal(url, real, fixed)}")
 
-    async def _admit_local(self, target: Target, budget: float | None) -> Target:
-        """`target` read by its resolved path if it lies inside the roots; Refused (the task fails) if not."""
+    async def _admit_local(self, state: _Loop, target: Target, budget: float | None) -> Target:
+        """`target` read by its resolved path if it lies inside the roots; Refused (the task fails) if not.
+
+        The resolution is shared like an answer (same key space, same --max-staleness bound): resolving
+        takes a worker thread, and a thread hop on every poke of every local sensor cost more CPU than
+        the rest of the Get (docs/performance.md, "The final tree of 2026-12-03"). The read that follows
+        uses the resolved path, so a link changed within the bound still leads nowhere outside a root.
+        """
         roots = self.settings.local_roots
         if roots is None or not _is_local(target):
             return target
-        try:
-            async with asyncio.timeout(budget):
-                real = await self.blocking(roots.admit, target.path)
-        except TimeoutError:
-            shown, within = short(target.url, 120), f"within {budget or 0:.1f}s"
-            raise TransientError(
-                f"{shown}: the local filesystem did not answer {within}; will poke again."
-            ) from None
+
+        async def resolve() -> str:
+            return await self.blocking(roots.admit, target.path)
+
+        key = ("admit", target.protocol, target.path)
+        real, _ = await state.sharing.ask(target.url, key, resolve, budget)
         return target if real == target.path else Target(target.url, target.fs, real, target.protocol)
 
     async def resolve(self, url: str, budget: float | None = None) -> Target:
@@ -231,7 +235,7 @@ class Store:
         target = state.targets.get(url) or await self.resolve(url, budget)
         try:
             # Admitted at every poke (a link may have changed since), and read by its resolved path.
-            target = await self._admit_local(target, budget)
+            target = await self._admit_local(state, target, budget)
             parent, protocol = target.parent, target.protocol
             now = self.clock()
             if self._listable(target) and state.demand.wants_listing(protocol, parent, target.name, now):
