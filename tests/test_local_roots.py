@@ -17,7 +17,7 @@ from connector.server import Server
 from sensors.flytekit import GlobSensor
 
 from .catalog import expect_rejected, request_for
-from .conftest import Connector, file_sensor_request
+from .conftest import Connector, StoreClock, file_sensor_request
 
 Phase = execution_pb2.TaskExecution.Phase
 
@@ -187,3 +187,53 @@ def test_a_confined_glob_matches_what_fsspec_matches(tmp_path: Path) -> None:
     for pattern in patterns:
         full = f"{tmp_path}/{pattern}"
         assert roots.glob(full) == sorted(local.glob(full)), pattern
+
+
+async def test_a_shared_directory_listing_admits_only_what_lies_inside(
+    make_connector: Any, tmp_path: Path, outside: Path
+) -> None:
+    # With answer sharing on, sensors side by side in one directory are answered by one listing of it:
+    # that listing admits what it answers for, and must refuse exactly what a poke on its own refuses.
+    clock = StoreClock()
+    server: Server = await make_connector(max_staleness=1.0)
+    server.store.clock = clock
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "plain.csv").write_text("x")
+    (tmp_path / "elsewhere.csv").write_text("x")
+    (folder / "inner-link.csv").symlink_to(tmp_path / "elsewhere.csv")  # a link within the root
+    names = ("plain.csv", "inner-link.csv", "missing.csv", "later.csv")
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        connector = Connector(server, channel)
+        metas = {name: await connector.create(file_sensor_request(str(folder / name))) for name in names}
+
+        async def phases() -> dict[str, tuple[int, str]]:
+            answers = {name: await connector.get(meta) for name, meta in metas.items()}
+            return {name: (a.phase, a.message) for name, a in answers.items()}
+
+        first = await phases()
+        assert {n: p for n, (p, _) in first.items()} == {
+            "plain.csv": Phase.SUCCEEDED,
+            "inner-link.csv": Phase.SUCCEEDED,
+            "missing.csv": Phase.RUNNING,
+            "later.csv": Phase.RUNNING,
+        }
+        assert server.store.stats.requests.get(("file", "list"), 0) == 1  # the directory was listed once
+
+        # A link pointing out of the roots appears beside sensors the listing answers: it fails its own.
+        (folder / "later.csv").symlink_to(outside / "secret.txt")
+        clock.advance(1.01)
+        second = await phases()
+        assert second["later.csv"][0] == Phase.FAILED
+        assert f"{folder}/later.csv is outside the connector's --local-roots" in second["later.csv"][1]
+        assert second["missing.csv"][0] == Phase.RUNNING
+
+        # The directory itself swapped for a link leading out: it is not listed, and its sensors fail
+        # rather than find the file waiting outside.
+        (outside / "missing.csv").write_text("x")
+        folder.rename(tmp_path / "was-in")
+        folder.symlink_to(outside)
+        clock.advance(1.01)
+        third = await phases()
+        assert third["missing.csv"][0] == Phase.FAILED
+        assert f"{folder}/missing.csv is outside the connector's --local-roots" in third["missing.csv"][1]

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..local_roots import LocalRoots
 from . import cloud
 
 #: Items asked for in one listing; a prefix holding more is answered object by object.
@@ -37,6 +38,13 @@ class Listing:
 
     items: dict[str, dict[str, Any]]
     truncated: bool
+    #: Children left out of `items` that may well exist (under --local-roots: symbolic links, never
+    #: followed, and the connector's own files): a question about one is asked on its own.
+    skipped: frozenset[str] = frozenset()
+
+    def settles(self, name: str) -> bool:
+        """True when this listing says whether child `name` exists: listed, or absent from a whole page."""
+        return name in self.items or (not self.truncated and name not in self.skipped)
 
 
 #: A protocol's lister: (filesystem, parent path, the store's blocking runner) -> the parent's first page.
@@ -50,23 +58,50 @@ async def list_local(fs: Any, parent: str, blocking: Blocking) -> Listing:
     return listing
 
 
-async def list_local_no_links(fs: Any, parent: str, blocking: Blocking) -> Listing:
-    """`list_local` for a Store confined to local roots: symbolic links are left out, never followed (a
-    poke asks by its path resolved and admitted, never by a link)."""
-    listing: Listing = await blocking(_scan_local, parent, False)
+def lister_within(roots: LocalRoots) -> Lister:
+    """`list_local` for a Store confined to local `roots`: the directory is listed by its resolved path,
+    and only when that lies inside a root; what the listing may not answer for is `skipped`."""
+
+    async def list_within(fs: Any, parent: str, blocking: Blocking) -> Listing:
+        listing: Listing = await blocking(_scan_within, roots, parent)
+        return listing
+
+    return list_within
+
+
+def _scan_within(roots: LocalRoots, parent: str) -> Listing:
+    """The first page of `parent` resolved, if that lies inside `roots` (blocking).
+
+    This admits, in one thread hop per directory, every child the listing answers for: a child that
+    is not a symbolic link resolves to the resolved directory plus its name, so a string check admits
+    it. Links (never followed here) and the connector's own files are skipped, and a directory that
+    resolves outside the roots is not read and answers nothing: those go to admission one by one
+    (`Store._admit_local`), which follows the link or refuses the path.
+    """
+    real = os.path.realpath(parent or "/")
+    if not roots.contains(real):
+        return Listing({}, truncated=True)
+    listing = _scan_local(real, follow_links=False)
+    base = real.rstrip("/")
+    refused = [name for name in listing.items if not roots.contains(f"{base}/{name}")]
+    for name in refused:
+        del listing.items[name]
+    listing.skipped = listing.skipped.union(refused)
     return listing
 
 
 def _scan_local(parent: str, follow_links: bool = True) -> Listing:
     """A local directory's first page, as LocalFileSystem.info describes each entry (blocking)."""
     items: dict[str, dict[str, Any]] = {}
+    links: list[str] = []
     base = parent.rstrip("/")
     try:
         with os.scandir(parent or "/") as entries:
             for entry in entries:
-                if len(items) >= LISTING_PAGE:
-                    return Listing(items, truncated=True)
+                if len(items) + len(links) >= LISTING_PAGE:
+                    return Listing(items, truncated=True, skipped=frozenset(links))
                 if not follow_links and entry.is_symlink():
+                    links.append(entry.name)
                     continue
                 try:
                     st = entry.stat()  # follows links: a dangling one is absent, as info says
@@ -81,7 +116,8 @@ def _scan_local(parent: str, follow_links: bool = True) -> Listing:
         # An unreadable directory may still let its entries be looked up one by one (mode 0711):
         # a truncated listing sends every question under it back to per-object info.
         return Listing({}, truncated=True)
-    return Listing(items, truncated=False)
+    # "." and ".." are never listed, yet exist: a path ending in one is asked about on its own.
+    return Listing(items, truncated=False, skipped=frozenset([*links, ".", ".."]))
 
 
 async def list_s3(fs: Any, parent: str, blocking: Blocking) -> Listing:

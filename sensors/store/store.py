@@ -179,10 +179,12 @@ class Store:
     async def _admit_local(self, state: _Loop, target: Target, budget: float | None) -> Target:
         """`target` read by its resolved path if it lies inside the roots; Refused (the task fails) if not.
 
-        The resolution is shared like an answer (same key space, same --max-staleness bound): resolving
-        takes a worker thread, and a thread hop on every poke of every local sensor cost more CPU than
-        the rest of the Get (docs/performance.md, "The final tree of 2026-12-03"). The read that follows
-        uses the resolved path, so a link changed within the bound still leads nowhere outside a root.
+        For a path asked about on its own; a shared listing of its directory admits the children it
+        answers for (`listings.lister_within`). Resolving takes a worker thread, so the resolution is
+        shared like an answer (same key space, same --max-staleness bound): a thread hop per poke of
+        every local sensor cost more CPU than the rest of the Get (docs/performance.md, "Local
+        paths"). The read that follows uses the resolved path, so a link changed within the bound
+        still leads nowhere outside a root.
         """
         roots = self.settings.local_roots
         if roots is None or not _is_local(target):
@@ -234,8 +236,6 @@ class Store:
         state = self._state()
         target = state.targets.get(url) or await self.resolve(url, budget)
         try:
-            # Admitted at every poke (a link may have changed since), and read by its resolved path.
-            target = await self._admit_local(state, target, budget)
             parent, protocol = target.parent, target.protocol
             now = self.clock()
             if self._listable(target) and state.demand.wants_listing(protocol, parent, target.name, now):
@@ -244,11 +244,13 @@ class Store:
                     listing = await self._listing(state, target, budget)
                 if listing.truncated:
                     state.demand.too_big(protocol, parent, self.clock())
-                found: dict[str, Any] | None = listing.items.get(target.name)
-                if found is not None or not listing.truncated:
+                if listing.settles(target.name):  # under --local-roots, also its admission
                     self.stats.answer(protocol, "listing")
+                    found: dict[str, Any] | None = listing.items.get(target.name)
                     return found
-
+            # Asked on its own: a local path is admitted first (a link may have changed since), and
+            # read by its resolved path.
+            target = await self._admit_local(state, target, budget)
             meta: dict[str, Any] | None = await self._shared_call(state, target, "info", None, budget)
             return meta
         except SensorError:
@@ -415,13 +417,12 @@ class Store:
         return None if budget is None else max(self.settings.min_wait, budget * self.settings.wait_share)
 
     def _listable(self, target: Target) -> bool:
-        """True when a shared listing of target's parent may answer questions about what is under it."""
-        roots = self.settings.local_roots
+        """True when a shared listing of target's parent may answer questions about what is under it
+        (under --local-roots, a directory resolving outside them answers nothing: `lister_within`)."""
         return (
             self.settings.max_staleness > 0
             and target.protocol in self.settings.listing_protocols
             and bool(target.parent)
-            and (roots is None or not _is_local(target) or roots.contains(target.parent))
         )
 
     async def _listing(self, state: _Loop, target: Target, budget: float | None) -> Listing:
@@ -430,7 +431,7 @@ class Store:
         key = ("list", protocol, parent)
         lister = listings.LISTERS[protocol]
         if self.settings.local_roots is not None and _is_local(target):
-            lister = listings.list_local_no_links
+            lister = listings.lister_within(self.settings.local_roots)
 
         async def fetch() -> Listing:
             try:
