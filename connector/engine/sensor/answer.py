@@ -62,7 +62,7 @@ def answer(
     fields = resource.custom_info.fields
     fields["status"].string_value = outcome.message
     fields["outcome"].string_value = outcome.kind.label
-    fields["last_poke"].string_value = outcome.started_at.replace(microsecond=0).isoformat()
+    fields["last_poke"].string_value = outcome.started_at.isoformat(timespec="seconds")
     if outcome.details:
         fields["details"].struct_value.update(jsonable(outcome.details))
     if outputs is not None and outcome.kind.phase == execution_pb2.TaskExecution.SUCCEEDED:
