@@ -11,12 +11,14 @@ from typing import Any
 
 import grpc
 import pytest
+from flyteidl.admin import agent_pb2
 from flyteidl.core import execution_pb2
+from flyteidl.service import agent_pb2_grpc
 
 from sensors.flytekit import GlobSensor
 
 from .catalog import request_for
-from .conftest import Connector, file_sensor_request
+from .conftest import SENSOR, Connector, file_sensor_request, spawn
 from .emulators import Bucket
 
 Phase = execution_pb2.TaskExecution.Phase
@@ -145,3 +147,23 @@ async def test_without_the_account_id_an_azure_path_has_no_link(
     monkeypatch.delenv("SENSOR_CONNECTOR_AZURE_STORAGE_ACCOUNT_ID", raising=False)
     first = await connector.get(await file_sensor(connector, azure.url("in/x")))
     assert first.phase == Phase.RUNNING and list(first.log_links) == []
+
+
+def test_a_connector_that_polled_gcs_and_azure_stops_cleanly(
+    gcs: Bucket, azure: Bucket, tmp_path: Any
+) -> None:
+    # An operator's view of a rollout: SIGTERM after pokes on both stores ends the process with 0 and
+    # nothing on stderr but log lines (no client left to a closed loop, no traceback at exit).
+    server = spawn("--state-dir", str(tmp_path / "state"), "--metrics-port", "0", "--log-format", "json")
+    try:
+        stub = agent_pb2_grpc.AsyncAgentServiceStub(grpc.insecure_channel(f"127.0.0.1:{server.port}"))
+        for bucket in (gcs, azure):
+            meta = stub.CreateTask(file_sensor_request(bucket.url("later")), timeout=10).resource_meta
+            request = agent_pb2.GetTaskRequest(task_category=SENSOR, resource_meta=meta)
+            resource = stub.GetTask(request, timeout=10).resource
+            assert resource.phase == Phase.RUNNING and "does not exist yet" in resource.message
+    finally:
+        code = server.stop()
+    assert code == 0
+    strays = [line for line in server.log if not line.startswith("{")]
+    assert not strays, "".join(strays)

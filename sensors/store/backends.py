@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import inspect
 import logging
+import weakref
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
@@ -213,9 +215,27 @@ async def _close_gs(fs: Any) -> None:
 
 
 async def _close_abfs(fs: Any) -> None:
-    service = getattr(fs, "service_client", None)  # an azure aio BlobServiceClient, made with the client
-    if service is not None:
-        await service.close()
+    """Close adlfs's service client and credential the way adlfs would, here on the running loop.
+
+    adlfs leaves that to finalizers run at interpreter exit through fsspec's `sync` on the client's loop,
+    which is closed by then ("RuntimeError: Loop is not running", a traceback per client at every
+    shutdown). The finalizers registered for `fs` are detached and their closers awaited instead.
+    """
+    closers = []
+    for finalizer in list(getattr(weakref.finalize, "_registry", {})):
+        held = finalizer.peek()  # (object, func, args, kwargs) while alive
+        # adlfs registers weakref.finalize(fs, sync, fs.loop, <async closer>, fs)
+        if held is not None and held[0] is fs and len(held[2]) == 3:
+            close = held[2][1]
+            if inspect.iscoroutinefunction(close) and finalizer.detach() is not None:
+                closers.append(close)
+    if not closers:  # an adlfs that registers none: close what it holds by name
+        service = getattr(fs, "service_client", None)  # an azure aio BlobServiceClient
+        if service is not None:
+            await service.close()
+        return
+    for close in closers:
+        await close(fs)
 
 
 #: Canonical protocol -> how to close its async client's network session (s3fs, gcsfs and adlfs keep
