@@ -160,6 +160,11 @@ class Config:
         "seconds a Flyte 2 sensor task that sets no `deadline` of its own may wait before it fails "
         "(Flyte 2's executor has no timeout of its own for connector tasks); 0 = wait for ever",
     )
+    event_loop: str = _opt(
+        "uvloop",
+        "the serving event loop: uvloop (about a tenth less CPU per call) or Python's own asyncio",
+        choices=("uvloop", "asyncio"),
+    )
     log_level: str = _opt("INFO", "log level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     log_format: str = _opt("text", "log line format", choices=("text", "json"))
 

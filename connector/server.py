@@ -181,7 +181,8 @@ class Server:
         for module, reason in self.user_modules.failed.items():
             sensors += f"; module {module} failed to import ({reason})"
         tls = "TLS" if cfg.tls_cert_file else "plaintext"
-        log.info("listening on %s:%d (%s); sensors: %s", cfg.host, self.port, tls, sensors)
+        event_loop = type(loop).__module__.partition(".")[0]  # uvloop or asyncio (--event-loop)
+        log.info("listening on %s:%d (%s, %s); sensors: %s", cfg.host, self.port, tls, event_loop, sensors)
 
     async def main_loop(self) -> None:
         """Wait until asked to exit."""

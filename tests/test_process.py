@@ -176,3 +176,19 @@ def test_a_bad_setting_is_refused_with_a_sentence(tmp_path: Path) -> None:
         timeout=30,
     )
     assert result.returncode == 1 and "at least 32 are needed" in result.stderr
+
+
+@pytest.mark.parametrize("event_loop", ["uvloop", "asyncio"])
+def test_either_event_loop_serves_a_sensor_to_the_end(tmp_path: Path, event_loop: str) -> None:
+    args = ("--state-dir", str(tmp_path / "state"), "--metrics-port", "0", "--max-staleness", "0")
+    server = spawn(*args, "--event-loop", event_loop)
+    try:
+        assert any(f"(plaintext, {event_loop})" in line for line in server.log), server.log
+        target = tmp_path / "ready"
+        meta = _stub(server.port).CreateTask(file_sensor_request(str(target)), timeout=10).resource_meta
+        assert _get(server.port, meta).phase == Phase.RUNNING
+        target.write_text("x")
+        assert _get(server.port, meta).phase == Phase.SUCCEEDED
+    finally:
+        code = server.stop()
+    assert code == 0
