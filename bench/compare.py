@@ -10,7 +10,9 @@ Three servers, each a child process on loopback:
 - flytekit's connector (`pyflyte serve connector`);
 - this project (`sensor-connector serve`);
 - this project again, loaded over flyteidl2's AsyncConnectorService as Flyte 2's executor calls it (the
-  "Flyte 2" column), so that both protocols' cost is measured on the same load in the same run.
+  "Flyte 2" column), so that both protocols' cost is measured on the same load in the same run;
+- this project once more on Python's own asyncio loop (`--event-loop asyncio`; the floor and flytekit's
+  run on it, this project on uvloop by default), printed in a table of its own: what uvloop saves.
 
 Each is started `--starts` times, one server after the other, for start-up time (spawn to health
 SERVING, or to the first answer for the floor, which has no health service) and idle RSS (medians); the
@@ -56,6 +58,9 @@ USER_ENV = {
 FLOOR, FLYTEKIT, OURS = "floor (empty grpc.aio)", "flytekit connector", "flyte-sensor-connector"
 #: The same server loaded over flyteidl2 (Flyte 2's executor) instead of flyteidl (propeller).
 OURS2 = "flyte-sensor-connector, Flyte 2"
+#: The same server on Python's own asyncio loop (`--event-loop asyncio`), as the floor and flytekit's run:
+#: what uvloop (the default) saves, in the same run.
+OURS_ASYNCIO = "flyte-sensor-connector, asyncio loop"
 
 
 @dataclass
@@ -66,7 +71,7 @@ class Server:
     protocol: str = ""
 
 
-def ours(state_dir: str) -> Callable[[int], list[str]]:
+def ours(state_dir: str, event_loop: str = "uvloop") -> Callable[[int], list[str]]:
     return lambda port: [
         str(BIN / "sensor-connector"),
         "serve",
@@ -83,6 +88,8 @@ def ours(state_dir: str) -> Callable[[int], list[str]]:
         os.path.dirname(state_dir),
         "--log-level",
         "WARNING",
+        "--event-loop",
+        event_loop,
     ]
 
 
@@ -103,6 +110,7 @@ def servers(state_dir: str) -> list[Server]:
         ),
         Server(OURS, ours(state_dir)),
         Server(OURS2, ours(state_dir), protocol="flyte2"),
+        Server(OURS_ASYNCIO, ours(state_dir, "asyncio")),
     ]
 
 
@@ -257,7 +265,10 @@ def main() -> int:
     parser.add_argument("--sensors", type=int, default=500)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument(
-        "--only", action="append", choices=("floor", "flytekit", "ours", "flyte2"), help="repeatable"
+        "--only",
+        action="append",
+        choices=("floor", "flytekit", "ours", "flyte2", "asyncio"),
+        help="repeatable",
     )
     parser.add_argument(
         "--user-gets", type=int, default=5_000, help="measured GetTask of the user-sensor row (0: no row)"
@@ -274,7 +285,7 @@ def main() -> int:
         args.gets, args.soak, args.starts = min(args.gets, 6_000), min(args.soak, 20_000), 2
         args.rounds = min(args.rounds, 3)
         args.user_gets = min(args.user_gets, 1_500)
-    picked = {"floor": FLOOR, "flytekit": FLYTEKIT, "ours": OURS, "flyte2": OURS2}
+    picked = {"floor": FLOOR, "flytekit": FLYTEKIT, "ours": OURS, "flyte2": OURS2, "asyncio": OURS_ASYNCIO}
     wanted = {picked[o] for o in args.only} if args.only else set(picked.values())
     running: dict[str, Running] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -297,6 +308,9 @@ def main() -> int:
     print("\nserver CPU per GetTask by round, ms (the table gives each server's median):")
     for name, r in results.items():
         print(f"- {name}: " + ", ".join(f"{c:.3f}" for c in r["cpu_ms_per_get_rounds"]))
+    if OURS_ASYNCIO in results:
+        print()
+        print("\n".join(loop_table(results)))
     if user:
         print()
         print("\n".join(user_table(user, args)))
@@ -306,12 +320,30 @@ def main() -> int:
     return 0
 
 
+def loop_table(results: dict[str, dict[str, Any]]) -> list[str]:
+    """This connector on uvloop (the default) and on asyncio's own loop, against the floor and flytekit's."""
+    floor, flytekit = results.get(FLOOR), results.get(FLYTEKIT)
+    lines = [
+        "this connector by event loop (the floor and flytekit's run on asyncio's):",
+        "| event loop | server CPU per GetTask, ms | p99 latency, ms | / floor | / flytekit |",
+        "|---|---|---|---|---|",
+    ]
+    for label, name in (("uvloop (default)", OURS), ("asyncio (--event-loop asyncio)", OURS_ASYNCIO)):
+        r = results.get(name)
+        if r is None:
+            continue
+        cpu = r["cpu_ms_per_get"]
+        ratios = [f"{cpu / b['cpu_ms_per_get']:.2f}x" if b else "—" for b in (floor, flytekit)]
+        lines.append(f"| {label} | {cpu:.3f} | {r['p99_ms']:.2f} | {ratios[0]} | {ratios[1]} |")
+    return lines
+
+
 def user_sensor_row(args: argparse.Namespace, tmp: str, wanted: set[str]) -> dict[str, dict[str, Any]]:
     """A user's own BaseSensor (mysensors.markers.MarkerSensor) through flytekit's connector and ours."""
     running: dict[str, Running] = {}
     try:
         for server in servers(f"{tmp}/state-user"):
-            if server.name in wanted and server.name != FLOOR:
+            if server.name in (FLYTEKIT, OURS) and server.name in wanted:
                 print(f"starting {server.name} with a user sensor module …", file=sys.stderr, flush=True)
                 env = dict(USER_ENV)
                 if args.user_max_staleness is not None:
