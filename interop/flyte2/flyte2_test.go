@@ -6,10 +6,7 @@ package flyte2
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -17,8 +14,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/flyteorg/flyte/v2/flyteplugins/go/tasks/pluginmachinery"
 	pluginsCore "github.com/flyteorg/flyte/v2/flyteplugins/go/tasks/pluginmachinery/core"
@@ -32,6 +27,8 @@ import (
 	"github.com/flyteorg/flyte/v2/flytestdlib/promutils/labeled"
 	"github.com/flyteorg/flyte/v2/flytestdlib/storage"
 	idlcore "github.com/flyteorg/flyte/v2/gen/go/flyteidl2/core"
+
+	"sensorconnector/interop/harness"
 )
 
 // resync is webApi.caching.resyncInterval; the webapi machinery refuses anything under 5 s.
@@ -40,7 +37,7 @@ const resync = 5 * time.Second
 // slack covers one Get round trip, a Handle round and a slow CI machine.
 const slack = 3 * time.Second
 
-type harness struct {
+type suite struct {
 	store *storage.DataStore
 	entry pluginsCore.PluginEntry
 	loads int
@@ -48,7 +45,7 @@ type harness struct {
 
 // load builds a plugin instance from the registry entry as the executor does at start-up; the returned
 // func stops its cache (an executor restart).
-func (h *harness) load(t *testing.T) (pluginsCore.Plugin, context.CancelFunc) {
+func (h *suite) load(t *testing.T) (pluginsCore.Plugin, context.CancelFunc) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	h.loads++
@@ -63,7 +60,7 @@ func (h *harness) load(t *testing.T) (pluginsCore.Plugin, context.CancelFunc) {
 }
 
 // round is one executor evaluation of the task: Handle, then keep the state it wrote.
-func (h *harness) round(ctx context.Context, p pluginsCore.Plugin, tk *task) (pluginsCore.PhaseInfo, error) {
+func (h *suite) round(ctx context.Context, p pluginsCore.Plugin, tk *task) (pluginsCore.PhaseInfo, error) {
 	c := h.contextFor(tk)
 	tr, err := p.Handle(ctx, c)
 	if err != nil {
@@ -73,37 +70,24 @@ func (h *harness) round(ctx context.Context, p pluginsCore.Plugin, tk *task) (pl
 	return tr.Info(), nil
 }
 
-func describe(info pluginsCore.PhaseInfo) string {
-	s := info.Phase().String()
-	if info.Reason() != "" {
-		s += " (" + info.Reason() + ")"
-	}
-	if e := info.Err(); e != nil {
-		s += fmt.Sprintf(" [%s %s: %s]", e.GetKind(), e.GetCode(), e.GetMessage())
-	}
-	return s
+// rounds is the task under plugin p as the harness polls it.
+func (h *suite) rounds(p pluginsCore.Plugin, tk *task) harness.Rounds[pluginsCore.PhaseInfo] {
+	return harness.Rounds[pluginsCore.PhaseInfo]{Name: tk.name, Describe: describe,
+		Round:    func() (pluginsCore.PhaseInfo, error) { return h.round(context.Background(), p, tk) },
+		Terminal: func(i pluginsCore.PhaseInfo) bool { return i.Phase().IsTerminal() },
+		Running:  is(pluginsCore.PhaseRunning), Success: is(pluginsCore.PhaseSuccess)}
 }
 
 // until runs rounds until `want` holds; a terminal phase that is not wanted fails at once.
-func (h *harness) until(t *testing.T, p pluginsCore.Plugin, tk *task, within time.Duration, what string,
+func (h *suite) until(t *testing.T, p pluginsCore.Plugin, tk *task, within time.Duration, what string,
 	want func(pluginsCore.PhaseInfo) bool) pluginsCore.PhaseInfo {
 	t.Helper()
-	var last pluginsCore.PhaseInfo
-	eventually(t, within, tk.name+": "+what, func() (bool, string) {
-		info, err := h.round(context.Background(), p, tk)
-		if err != nil {
-			t.Fatalf("%s: Handle: %v", tk.name, err)
-		}
-		last = info
-		if want(info) {
-			return true, ""
-		}
-		if info.Phase().IsTerminal() {
-			t.Fatalf("%s: %s, waiting for %s", tk.name, describe(info), what)
-		}
-		return false, describe(info)
-	})
-	return last
+	return h.rounds(p, tk).Until(t, within, what, want)
+}
+
+func describe(info pluginsCore.PhaseInfo) string {
+	e := info.Err()
+	return harness.Describe(info.Phase().String(), info.Reason(), e != nil, e.GetKind().String(), e.GetCode(), e.GetMessage())
 }
 
 func is(phase pluginsCore.Phase) func(pluginsCore.PhaseInfo) bool {
@@ -124,7 +108,7 @@ func inputs(kv ...interface{}) *idlcore.LiteralMap {
 }
 
 // outputsOf reads what the plugin wrote through the output writer (outputs.pb under the output prefix).
-func (h *harness) outputsOf(t *testing.T, tk *task) *idlcore.LiteralMap {
+func (h *suite) outputsOf(t *testing.T, tk *task) *idlcore.LiteralMap {
 	t.Helper()
 	ctx := context.Background()
 	path := ioutils.NewRemoteFileOutputPaths(ctx, h.store, tk.outputs, nil).GetOutputPath()
@@ -135,7 +119,7 @@ func (h *harness) outputsOf(t *testing.T, tk *task) *idlcore.LiteralMap {
 	return &m
 }
 
-func setUp(t *testing.T) *harness {
+func setUp(t *testing.T) *suite {
 	t.Helper()
 	level := logger.WarnLevel
 	if os.Getenv("INTEROP_DEBUG") != "" {
@@ -149,7 +133,7 @@ func setUp(t *testing.T) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &harness{store: store}
+	return &suite{store: store}
 }
 
 // registerPlugin configures the executor's connector-service section as docs/deploy.md tells an operator
@@ -157,7 +141,7 @@ func setUp(t *testing.T) *harness {
 // Create reaches it only if ListConnectors routed sensor v0 there: the config's own fallback for
 // supportedTaskTypes is the default connector, which has no endpoint here. Registers the real plugin,
 // keeps its registry entry in h and returns the plugin's connector service. The last registration wins.
-func registerPlugin(t *testing.T, h *harness, target string) *connector.ConnectorService {
+func registerPlugin(t *testing.T, h *suite, target string) *connector.ConnectorService {
 	t.Helper()
 	cfg := &connector.Config{
 		WebAPI: webapi.PluginConfig{
@@ -195,18 +179,6 @@ func registerPlugin(t *testing.T, h *harness, target string) *connector.Connecto
 	return service
 }
 
-// closedPort is a loopback address nothing listens on: an object store that cannot be reached.
-func closedPort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	_ = l.Close()
-	return addr
-}
-
 func fileTemplate(t *testing.T) *idlcore.TaskTemplate {
 	return loadTemplate(t, filepath.Join("testdata", "file_sensor.json"))
 }
@@ -216,16 +188,16 @@ func TestConnectorPlugin(t *testing.T) {
 	dir := t.TempDir()
 	// Every s3:// path of this connector leads to a store nobody answers.
 	env := []string{
-		"AWS_ENDPOINT_URL=http://" + closedPort(t),
+		"AWS_ENDPOINT_URL=http://" + harness.ClosedPort(t),
 		"AWS_ACCESS_KEY_ID=interop", "AWS_SECRET_ACCESS_KEY=interop", "AWS_DEFAULT_REGION=us-east-1",
 		"AWS_MAX_ATTEMPTS=1",
 		// A team's own flytekit sensors (tests/fixtures/user_pkg) on the path and allowed, as an operator
 		// installs and lists them (and as interop/propeller starts its connectors).
-		"PYTHONPATH=" + filepath.Join(repoRoot(t), "tests", "fixtures", "user_pkg"),
+		"PYTHONPATH=" + filepath.Join(harness.RepoRoot(t), "tests", "fixtures", "user_pkg"),
 		"SENSOR_CONNECTOR_SENSOR_MODULES=mysensors.markers",
 	}
-	primary := startReplica(t, env, newSigningKey(t, dir))
-	service := registerPlugin(t, h, primary.addr)
+	primary := startReplica(t, "primary", env, harness.NewSigningKey(t, dir, "signing.key"))
+	service := registerPlugin(t, h, primary.Addr)
 	plugin, _ := h.load(t)
 	file := fileTemplate(t)
 
@@ -254,12 +226,10 @@ func TestConnectorPlugin(t *testing.T) {
 		t.Parallel()
 		path := filepath.Join(dir, "file", "ready.csv")
 		tk := h.newTask(t, "file", file, inputs("path", str(path)))
-		info := h.until(t, plugin, tk, resync+slack, "Running", is(pluginsCore.PhaseRunning))
+		info := h.rounds(plugin, tk).Meets(t, resync+slack, func() { harness.Touch(t, path) })
 		if got := info.Info().CustomInfo.GetFields()["sensor"].GetStringValue(); got != "FileSensor" {
 			t.Fatalf("custom_info names sensor %q", got)
 		}
-		touch(t, path)
-		h.until(t, plugin, tk, resync+slack, "Success", is(pluginsCore.PhaseSuccess))
 	})
 
 	t.Run("GlobSensor_outputs", func(t *testing.T) {
@@ -270,9 +240,9 @@ func TestConnectorPlugin(t *testing.T) {
 		h.until(t, plugin, tk, resync+slack, "Running", is(pluginsCore.PhaseRunning))
 		want := []string{filepath.Join(day, "part-0.parquet"), filepath.Join(day, "part-1.parquet")}
 		for _, p := range want {
-			touch(t, p)
+			harness.Touch(t, p)
 		}
-		touch(t, filepath.Join(day, "_SUCCESS"))
+		harness.Touch(t, filepath.Join(day, "_SUCCESS"))
 		h.until(t, plugin, tk, resync+slack, "Success", is(pluginsCore.PhaseSuccess))
 		var got []string
 		for _, l := range h.outputsOf(t, tk).GetLiterals()["paths"].GetCollection().GetLiterals() {
@@ -290,15 +260,11 @@ func TestConnectorPlugin(t *testing.T) {
 		tmpl := loadTemplate(t, filepath.Join("testdata", "user_marker.json"))
 		path := filepath.Join(dir, "user", "ready")
 		tk := h.newTask(t, "user", tmpl, inputs("path", str(path)))
-		info := h.until(t, plugin, tk, resync+slack, "Running", is(pluginsCore.PhaseRunning))
+		info := h.rounds(plugin, tk).Meets(t, resync+slack, func() { harness.Touch(t, path) })
 		if got := info.Info().CustomInfo.GetFields()["sensor"].GetStringValue(); got != "mysensors.markers.MarkerSensor" {
 			t.Fatalf("custom_info names sensor %q", got)
 		}
-		touch(t, path)
-		h.until(t, plugin, tk, resync+slack, "Success", is(pluginsCore.PhaseSuccess))
-		if s := tk.saved(t); s.SyncFailureCount != 0 {
-			t.Fatalf("%d GetTask errors (%s)", s.SyncFailureCount, s.ErrorMessage)
-		}
+		tk.state.NoGetErrors(t, tk.name)
 	})
 
 	t.Run("UserSensorRaising", func(t *testing.T) {
@@ -310,25 +276,14 @@ func TestConnectorPlugin(t *testing.T) {
 		tk := h.newTask(t, "user_raising", tmpl, inputs("path", str(path)))
 		h.until(t, plugin, tk, resync+slack, "Running", is(pluginsCore.PhaseRunning))
 		// Rounds across a resync: every one Running, the connector's poke raising each time it is asked.
-		end := time.Now().Add(resync + time.Second)
-		eventually(t, resync+2*slack, "rounds across a resync", func() (bool, string) {
-			info, err := h.round(context.Background(), plugin, tk)
-			if err != nil || info.Phase() != pluginsCore.PhaseRunning {
-				t.Fatalf("round: %v %s", err, describe(info))
-			}
-			return time.Now().After(end), "still rounding"
-		})
-		if n := primary.countIn("TableSensor poke raised ConnectionError", path); n < 2 {
+		h.rounds(plugin, tk).While(t, resync+2*slack, "rounds across a resync", harness.For(resync+time.Second))
+		if n := primary.CountIn("TableSensor poke raised ConnectionError", path); n < 2 {
 			t.Fatalf("the connector logged %d raising pokes of %s, want one per Get (at least 2)", n, path)
 		}
-		if s := tk.saved(t); s.SyncFailureCount != 0 {
-			t.Fatalf("%d GetTask errors (%s)", s.SyncFailureCount, s.ErrorMessage)
-		}
-		touch(t, path)
+		tk.state.NoGetErrors(t, tk.name)
+		harness.Touch(t, path)
 		h.until(t, plugin, tk, resync+slack, "Success", is(pluginsCore.PhaseSuccess))
-		if s := tk.saved(t); s.SyncFailureCount != 0 {
-			t.Fatalf("%d GetTask errors (%s)", s.SyncFailureCount, s.ErrorMessage)
-		}
+		tk.state.NoGetErrors(t, tk.name)
 	})
 
 	t.Run("UserSensor_config_as_written", func(t *testing.T) {
@@ -338,10 +293,9 @@ func TestConnectorPlugin(t *testing.T) {
 		tmpl := loadTemplate(t, filepath.Join("testdata", "user_suffix.json"))
 		path := filepath.Join(dir, "user", "suffixed")
 		tk := h.newTask(t, "user_suffix", tmpl, inputs("path", str(path)))
-		h.until(t, plugin, tk, resync+slack, "Running", is(pluginsCore.PhaseRunning))
-		touch(t, path+".done") // the config's suffix
-		h.until(t, plugin, tk, resync+slack, "Success", is(pluginsCore.PhaseSuccess))
-		if n := primary.countIn("SuffixSensor poke raised"); n != 0 {
+		// the config's suffix
+		h.rounds(plugin, tk).Meets(t, resync+slack, func() { harness.Touch(t, path+".done") })
+		if n := primary.CountIn("SuffixSensor poke raised"); n != 0 {
 			t.Fatalf("the connector logged %d raising pokes of SuffixSensor", n)
 		}
 	})
@@ -378,20 +332,11 @@ func TestConnectorPlugin(t *testing.T) {
 		t.Parallel()
 		tk := h.newTask(t, "outage", file, inputs("path", str("s3://interop-bucket/incoming/data.csv")))
 		h.until(t, plugin, tk, resync+slack, "Running", is(pluginsCore.PhaseRunning))
-		before := primary.countIn("FileSensor", "RUNNING")
+		before := primary.CountIn("FileSensor", "RUNNING")
 		// Rounds across two resyncs: every one Running, no Get counted as failed.
-		end := time.Now().Add(2*resync + time.Second)
-		eventually(t, 2*resync+2*slack, "rounds across two resyncs", func() (bool, string) {
-			info, err := h.round(context.Background(), plugin, tk)
-			if err != nil || info.Phase() != pluginsCore.PhaseRunning {
-				t.Fatalf("round: %v %s", err, describe(info))
-			}
-			return time.Now().After(end), "still rounding"
-		})
-		if s := tk.saved(t); s.SyncFailureCount != 0 {
-			t.Fatalf("%d GetTask errors (%s)", s.SyncFailureCount, s.ErrorMessage)
-		}
-		if after := primary.countIn("FileSensor", "RUNNING"); after <= before {
+		h.rounds(plugin, tk).While(t, 2*resync+2*slack, "rounds across two resyncs", harness.For(2*resync+time.Second))
+		tk.state.NoGetErrors(t, tk.name)
+		if after := primary.CountIn("FileSensor", "RUNNING"); after <= before {
 			t.Fatalf("the connector logged no new RUNNING answer for the unreachable store (%d, then %d)", before, after)
 		}
 		if err := plugin.Abort(context.Background(), h.contextFor(tk)); err != nil {
@@ -403,7 +348,7 @@ func TestConnectorPlugin(t *testing.T) {
 		t.Parallel()
 		tk := h.newTask(t, "abort", file, inputs("path", str(filepath.Join(dir, "abort", "never"))))
 		h.until(t, plugin, tk, resync+slack, "Running", is(pluginsCore.PhaseRunning))
-		task := taskID(t, tk.meta(t).ConnectorResourceMeta)
+		task := harness.TaskID(tk.meta(t).ConnectorResourceMeta)
 		for i := 0; i < 2; i++ {
 			if err := plugin.Abort(context.Background(), h.contextFor(tk)); err != nil {
 				t.Fatalf("abort %d: %v", i+1, err)
@@ -412,8 +357,8 @@ func TestConnectorPlugin(t *testing.T) {
 		if err := plugin.Finalize(context.Background(), h.contextFor(tk)); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, 5*time.Second, "two DeleteTask calls in the connector's log", func() (bool, string) {
-			n := primary.countIn("deleted sensor", task)
+		harness.Eventually(t, 5*time.Second, "two DeleteTask calls in the connector's log", func() (bool, string) {
+			n := primary.CountIn("deleted sensor", task)
 			return n == 2, fmt.Sprintf("%d", n)
 		})
 	})
@@ -428,89 +373,37 @@ func TestConnectorPlugin(t *testing.T) {
 		if len(meta.ConnectorResourceMeta) == 0 || meta.OutputPrefix != string(tk.outputs) {
 			t.Fatalf("saved meta %+v", meta)
 		}
-		t.Logf("plugin state: %d bytes (resource_meta %d bytes)", len(tk.state), len(meta.ConnectorResourceMeta))
+		t.Logf("plugin state: %d bytes (resource_meta %d bytes)", tk.state.Len(), len(meta.ConnectorResourceMeta))
 		stop()
 		// A fresh plugin instance (an executor restart) reads the state back and keeps polling.
 		second, stopSecond := h.load(t)
 		h.until(t, second, tk, resync+slack, "Running again", is(pluginsCore.PhaseRunning))
 		stopSecond()
 		third, _ := h.load(t)
-		touch(t, path)
+		harness.Touch(t, path)
 		h.until(t, third, tk, resync+slack, "Success", is(pluginsCore.PhaseSuccess))
 		if got := tk.meta(t).ConnectorResourceMeta; string(got) != string(meta.ConnectorResourceMeta) {
 			t.Fatal("resource_meta changed across the restarts")
 		}
-		if n := tk.saved(t).SyncFailureCount; n != 0 {
-			t.Fatalf("%d failed Gets", n)
-		}
+		tk.state.NoGetErrors(t, tk.name)
 	})
 
 	t.Run("tampered_meta_fails_within_one_resync", func(t *testing.T) {
 		t.Parallel()
 		tk := h.newTask(t, "tamper", file, inputs("path", str(filepath.Join(dir, "tamper", "never"))))
 		h.until(t, plugin, tk, resync+slack, "Running", is(pluginsCore.PhaseRunning))
-		s := tk.saved(t)
-		m := s.ResourceMeta.(connector.ResourceMetaWrapper)
-		m.ConnectorResourceMeta = alterPayload(t, m.ConnectorResourceMeta)
-		s.ResourceMeta = m
-		bad := h.withState(t, "tampered", tk, s)
+		forged := harness.Tamper(t, tk.saved(t), tk.name, func(m *connector.ResourceMetaWrapper) {
+			m.ConnectorResourceMeta = harness.AlterPayload(t, m.ConnectorResourceMeta)
+		})
+		bad := h.withState(t, "tampered", tk, forged)
 		info := h.until(t, plugin, bad, resync+slack, "PermanentFailure", is(pluginsCore.PhasePermanentFailure))
 		msg := info.Err().GetMessage()
-		if !strings.Contains(msg, "resource_meta") || !containsAny(msg, "signature", "altered", "forged", "verif") {
+		if !strings.Contains(msg, "resource_meta") || !harness.ContainsAny(msg, "signature", "altered", "forged", "verif") {
 			t.Fatalf("message %q does not name the problem", msg)
 		}
-		if n := bad.saved(t).SyncFailureCount; n != 0 {
-			t.Fatalf("%d GetTask errors before the failure (%s)", n, bad.saved(t).ErrorMessage)
-		}
+		bad.state.NoGetErrors(t, bad.name)
 		if err := plugin.Abort(context.Background(), h.contextFor(tk)); err != nil {
 			t.Fatal(err)
 		}
 	})
-}
-
-// taskID is how the connector's log names a task: the first 12 hex digits of SHA-256 over resource_meta.
-func taskID(t *testing.T, meta []byte) string {
-	t.Helper()
-	sum := sha256.Sum256(meta)
-	return hex.EncodeToString(sum[:])[:12]
-}
-
-// alterPayload flips one byte inside field 2 (payload) of a SignedResourceMeta, leaving the wire format
-// valid: the connector must notice the signature no longer matches.
-func alterPayload(t *testing.T, meta []byte) []byte {
-	t.Helper()
-	out := append([]byte(nil), meta...)
-	b := out
-	offset := 0
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			t.Fatalf("resource_meta is not protobuf: %v", protowire.ParseError(n))
-		}
-		m := protowire.ConsumeFieldValue(num, typ, b[n:])
-		if m < 0 {
-			t.Fatalf("resource_meta is not protobuf: %v", protowire.ParseError(m))
-		}
-		if num == 2 && typ == protowire.BytesType {
-			_, l := protowire.ConsumeVarint(b[n:])
-			if m-l < 1 {
-				t.Fatal("empty payload")
-			}
-			out[offset+n+l+(m-l)/2] ^= 0x01
-			return out
-		}
-		offset += n + m
-		b = b[n+m:]
-	}
-	t.Fatal("resource_meta has no payload field")
-	return nil
-}
-
-func containsAny(s string, words ...string) bool {
-	for _, w := range words {
-		if strings.Contains(s, w) {
-			return true
-		}
-	}
-	return false
 }

@@ -8,6 +8,7 @@ require (
 	google.golang.org/protobuf v1.36.12
 	k8s.io/api v0.36.3
 	k8s.io/apimachinery v0.36.3
+	sensorconnector/interop/harness v0.0.0
 )
 
 require (
@@ -181,3 +182,6 @@ replace github.com/flyteorg/flyte/v2 => ../../../shared/flyte-v2
 
 // flyte v2.0.43 requires stow v0.3.13, which the module proxy does not serve; v0.3.12 builds.
 replace github.com/flyteorg/stow => github.com/flyteorg/stow v0.3.12
+
+// interop/harness: what this suite shares with the other one (standard library only).
+replace sensorconnector/interop/harness => ../harness

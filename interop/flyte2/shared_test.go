@@ -4,8 +4,9 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
-	pluginsCore "github.com/flyteorg/flyte/v2/flyteplugins/go/tasks/pluginmachinery/core"
+	"sensorconnector/interop/harness"
 )
 
 // TestSharedFileSensor runs a FileSensor through Flyte 2's plugin against the connector at
@@ -16,19 +17,15 @@ func TestSharedFileSensor(t *testing.T) {
 	dir := t.TempDir()
 	target := os.Getenv("SENSOR_CONNECTOR_ENDPOINT")
 	if target == "" {
-		target = startReplica(t, nil, newSigningKey(t, dir)).addr
+		target = startReplica(t, "shared", nil, harness.NewSigningKey(t, dir, "signing.key")).Addr
 	} else {
-		waitServing(t, target)
+		harness.WaitServing(t, target, 30*time.Second, serving)
 	}
 	registerPlugin(t, h, target)
 	plugin, _ := h.load(t)
 	path := filepath.Join(dir, "shared", "ready.csv")
 	tk := h.newTask(t, "shared", fileTemplate(t), inputs("path", str(path)))
-	h.until(t, plugin, tk, resync+slack, "Running", is(pluginsCore.PhaseRunning))
-	touch(t, path)
-	h.until(t, plugin, tk, resync+slack, "Success", is(pluginsCore.PhaseSuccess))
-	if n := tk.saved(t).SyncFailureCount; n != 0 {
-		t.Fatalf("%d failed Gets", n)
-	}
+	h.rounds(plugin, tk).Meets(t, resync+slack, func() { harness.Touch(t, path) })
+	tk.state.NoGetErrors(t, tk.name)
 	t.Logf("Flyte 2 FileSensor succeeded through %s", target)
 }

@@ -11,6 +11,7 @@ require (
 	google.golang.org/protobuf v1.36.11
 	k8s.io/api v0.34.1
 	k8s.io/apimachinery v0.34.1
+	sensorconnector/interop/harness v0.0.0
 )
 
 require (
@@ -139,3 +140,6 @@ require (
 	sigs.k8s.io/structured-merge-diff/v6 v6.3.0 // indirect
 	sigs.k8s.io/yaml v1.6.0 // indirect
 )
+
+// interop/harness: what this suite shares with the other one (standard library only).
+replace sensorconnector/interop/harness => ../harness

@@ -15,10 +15,8 @@ import (
 
 	idlcore "github.com/flyteorg/flyte/flyteidl/gen/pb-go/flyteidl/core"
 	pluginsCore "github.com/flyteorg/flyte/flyteplugins/go/tasks/pluginmachinery/core"
-	"github.com/flyteorg/flyte/flytestdlib/contextutils"
-	"github.com/flyteorg/flyte/flytestdlib/promutils"
-	"github.com/flyteorg/flyte/flytestdlib/promutils/labeled"
-	"github.com/flyteorg/flyte/flytestdlib/storage"
+
+	"sensorconnector/interop/harness"
 )
 
 // withPolicy is the stock FileSensor template with `policy` as its sensor_config and, if met, the
@@ -40,19 +38,13 @@ func withPolicy(t *testing.T, base *idlcore.TaskTemplate, policy map[string]inte
 }
 
 func TestPolicyDeadline(t *testing.T) {
-	labeled.SetMetricKeys(contextutils.ProjectKey, contextutils.DomainKey, contextutils.WorkflowIDKey, contextutils.TaskIDKey)
-	dir := t.TempDir()
-	h := &harness{ep: newEndpoints("policy"), dir: dir, key: newSigningKey(t, dir, "key-policy")}
-	h.loads.Store(1000) // metric scopes apart from TestConnectorPlugin's in the same process
-	var err error
-	h.store, err = storage.NewDataStore(&storage.Config{Type: storage.TypeMemory}, promutils.NewScope("policy_store"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.ep.Set(startReplica(t, "policy", nil, []signingKey{h.key}).addr)
+	h := newSuite(t, "policy", 1000) // metric scopes apart from TestConnectorPlugin's in the same process
+	dir := h.dir
+	h.key = harness.NewSigningKey(t, dir, "key-policy")
+	h.ep.Set(startReplica(t, "policy", nil, []harness.SigningKey{h.key}).Addr)
 	registerPlugin(t, h, h.ep.Target())
 	plugin, _ := h.load(t)
-	fileTemplate := loadTemplate(t, filepath.Join(repoRoot(t), "tests", "vectors", "file_sensor.json"))
+	fileTemplate := loadTemplate(t, filepath.Join(harness.RepoRoot(t), "tests", "vectors", "file_sensor.json"))
 	const deadline = 2 * time.Second
 
 	t.Run("deadline_is_a_permanent_failure_with_our_message", func(t *testing.T) {

@@ -20,7 +20,6 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	idlcore "github.com/flyteorg/flyte/flyteidl/gen/pb-go/flyteidl/core"
@@ -35,6 +34,8 @@ import (
 	"github.com/flyteorg/flyte/flytestdlib/promutils"
 	"github.com/flyteorg/flyte/flytestdlib/promutils/labeled"
 	"github.com/flyteorg/flyte/flytestdlib/storage"
+
+	"sensorconnector/interop/harness"
 )
 
 // resync is webApi.caching.resyncInterval. The webapi core refuses anything under 5 s
@@ -48,19 +49,19 @@ const endpointLag = 1 * time.Second
 // slack covers one Get round trip, a Handle round and a slow CI machine.
 const slack = 3 * time.Second
 
-type harness struct {
+type suite struct {
 	store *storage.DataStore
 	entry pluginsCore.PluginEntry
 	ep    *endpoints
 	env   []string
 	dir   string
-	key   signingKey
+	key   harness.SigningKey
 	loads atomic.Int32
 }
 
 // load builds a plugin instance from the registry entry as propeller's task handler does at start-up;
 // cancelling the returned func stops its cache (a propeller restart).
-func (h *harness) load(t *testing.T) (pluginsCore.Plugin, context.CancelFunc) {
+func (h *suite) load(t *testing.T) (pluginsCore.Plugin, context.CancelFunc) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	scope := promutils.NewScope(fmt.Sprintf("interop_load_%d", h.loads.Add(1)))
@@ -74,7 +75,7 @@ func (h *harness) load(t *testing.T) (pluginsCore.Plugin, context.CancelFunc) {
 }
 
 // round is one propeller evaluation of the task: Handle, then keep the state it wrote.
-func (h *harness) round(ctx context.Context, p pluginsCore.Plugin, tk *task) (pluginsCore.PhaseInfo, error) {
+func (h *suite) round(ctx context.Context, p pluginsCore.Plugin, tk *task) (pluginsCore.PhaseInfo, error) {
 	c := h.contextFor(tk)
 	tr, err := p.Handle(ctx, c)
 	if err != nil {
@@ -84,37 +85,24 @@ func (h *harness) round(ctx context.Context, p pluginsCore.Plugin, tk *task) (pl
 	return tr.Info(), nil
 }
 
-func describe(info pluginsCore.PhaseInfo) string {
-	s := info.Phase().String()
-	if info.Reason() != "" {
-		s += " (" + info.Reason() + ")"
-	}
-	if e := info.Err(); e != nil {
-		s += fmt.Sprintf(" [%s %s: %s]", e.GetKind(), e.GetCode(), e.GetMessage())
-	}
-	return s
+// rounds is the task under plugin p as the harness polls it.
+func (h *suite) rounds(p pluginsCore.Plugin, tk *task) harness.Rounds[pluginsCore.PhaseInfo] {
+	return harness.Rounds[pluginsCore.PhaseInfo]{Name: tk.name, Describe: describe,
+		Round:    func() (pluginsCore.PhaseInfo, error) { return h.round(context.Background(), p, tk) },
+		Terminal: func(i pluginsCore.PhaseInfo) bool { return i.Phase().IsTerminal() },
+		Running:  is(pluginsCore.PhaseRunning), Success: is(pluginsCore.PhaseSuccess)}
 }
 
 // until runs rounds until `want` holds; a terminal phase that is not wanted fails at once.
-func (h *harness) until(t *testing.T, p pluginsCore.Plugin, tk *task, within time.Duration, what string,
+func (h *suite) until(t *testing.T, p pluginsCore.Plugin, tk *task, within time.Duration, what string,
 	want func(pluginsCore.PhaseInfo) bool) pluginsCore.PhaseInfo {
 	t.Helper()
-	var last pluginsCore.PhaseInfo
-	eventually(t, within, tk.name+": "+what, func() (bool, string) {
-		info, err := h.round(context.Background(), p, tk)
-		if err != nil {
-			t.Fatalf("%s: Handle: %v", tk.name, err)
-		}
-		last = info
-		if want(info) {
-			return true, ""
-		}
-		if info.Phase().IsTerminal() {
-			t.Fatalf("%s: %s, waiting for %s", tk.name, describe(info), what)
-		}
-		return false, describe(info)
-	})
-	return last
+	return h.rounds(p, tk).Until(t, within, what, want)
+}
+
+func describe(info pluginsCore.PhaseInfo) string {
+	e := info.Err()
+	return harness.Describe(info.Phase().String(), info.Reason(), e != nil, e.GetKind().String(), e.GetCode(), e.GetMessage())
 }
 
 func is(phase pluginsCore.Phase) func(pluginsCore.PhaseInfo) bool {
@@ -146,7 +134,7 @@ func inputs(kv ...interface{}) *idlcore.LiteralMap {
 }
 
 // outputsOf reads what the plugin wrote through the output writer (outputs.pb under the output prefix).
-func (h *harness) outputsOf(t *testing.T, tk *task) *idlcore.LiteralMap {
+func (h *suite) outputsOf(t *testing.T, tk *task) *idlcore.LiteralMap {
 	t.Helper()
 	ctx := context.Background()
 	path := ioutils.NewRemoteFileOutputPaths(ctx, h.store, tk.outputs, nil).GetOutputPath()
@@ -157,27 +145,20 @@ func (h *harness) outputsOf(t *testing.T, tk *task) *idlcore.LiteralMap {
 	return &m
 }
 
-func touch(t *testing.T, path string) {
-	t.Helper()
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, []byte("part\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // python runs a snippet with the repo's interpreter (SQLite setup; Go has no SQLite without cgo).
 func python(t *testing.T, code string, args ...string) {
 	t.Helper()
-	py := filepath.Join(venv(t), "bin", "python")
+	py := filepath.Join(harness.Venv(t), "bin", "python")
 	out, err := exec.Command(py, append([]string{"-c", code}, args...)...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("python: %v\n%s", err, out)
 	}
 }
 
-func TestConnectorPlugin(t *testing.T) {
+// newSuite is a suite with its own in-memory store and endpoints under `scheme`; its plugin loads are
+// numbered from `loads`, so their metric scopes stay apart from other tests' in the same process.
+func newSuite(t *testing.T, scheme string, loads int32) *suite {
+	t.Helper()
 	level := logger.WarnLevel
 	if os.Getenv("INTEROP_DEBUG") != "" {
 		level = logger.DebugLevel
@@ -187,7 +168,18 @@ func TestConnectorPlugin(t *testing.T) {
 	}
 	// As propeller's main does before anything records labeled metrics.
 	labeled.SetMetricKeys(contextutils.ProjectKey, contextutils.DomainKey, contextutils.WorkflowIDKey, contextutils.TaskIDKey)
-	dir := t.TempDir()
+	store, err := storage.NewDataStore(&storage.Config{Type: storage.TypeMemory}, promutils.NewScope(scheme+"_store"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &suite{store: store, ep: newEndpoints(scheme), dir: t.TempDir()}
+	h.loads.Store(loads)
+	return h
+}
+
+func TestConnectorPlugin(t *testing.T) {
+	h := newSuite(t, "interop", 0)
+	dir := h.dir
 	db := filepath.Join(dir, "sales.db")
 	python(t, "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.execute('create table sales (day text)'); c.commit()", db)
 	// The operator grants SqlSensor's database secret (a URL names its own destination: no hosts).
@@ -195,34 +187,25 @@ func TestConnectorPlugin(t *testing.T) {
 	if err := os.WriteFile(policy, []byte(`{"sales-db-url": {}}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{
-		ep:  newEndpoints("interop"),
-		dir: dir,
-		key: newSigningKey(t, dir, "key-a"),
-		env: []string{
-			"SENSOR_CONNECTOR_HTTP_ALLOW_HOSTS=127.0.0.1",
-			"SENSOR_CONNECTOR_SECRET_SALES_DB_URL=sqlite:///" + db,
-			"SENSOR_CONNECTOR_SECRET_POLICY=" + policy,
-			// A team's own flytekit sensors (tests/fixtures/user_pkg) on the path and allowed, as an
-			// operator installs and lists them.
-			"PYTHONPATH=" + filepath.Join(repoRoot(t), "tests", "fixtures", "user_pkg"),
-			"SENSOR_CONNECTOR_SENSOR_MODULES=mysensors.markers",
-		},
+	h.key = harness.NewSigningKey(t, dir, "key-a")
+	h.env = []string{
+		"SENSOR_CONNECTOR_HTTP_ALLOW_HOSTS=127.0.0.1",
+		"SENSOR_CONNECTOR_SECRET_SALES_DB_URL=sqlite:///" + db,
+		"SENSOR_CONNECTOR_SECRET_POLICY=" + policy,
+		// A team's own flytekit sensors (tests/fixtures/user_pkg) on the path and allowed, as an
+		// operator installs and lists them.
+		"PYTHONPATH=" + filepath.Join(harness.RepoRoot(t), "tests", "fixtures", "user_pkg"),
+		"SENSOR_CONNECTOR_SENSOR_MODULES=mysensors.markers",
 	}
-	var err error
-	h.store, err = storage.NewDataStore(&storage.Config{Type: storage.TypeMemory}, promutils.NewScope("interop_store"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	primary := startReplica(t, "main", h.env, []signingKey{h.key})
-	h.ep.Set(primary.addr)
+	primary := startReplica(t, "main", h.env, []harness.SigningKey{h.key})
+	h.ep.Set(primary.Addr)
 
 	service := registerPlugin(t, h, h.ep.Target())
 	if h.entry.ID == "" {
 		t.Fatalf("no %q plugin in propeller's plugin registry", connector.ID)
 	}
 	plugin, _ := h.load(t)
-	fileTemplate := loadTemplate(t, filepath.Join(repoRoot(t), "tests", "vectors", "file_sensor.json"))
+	fileTemplate := loadTemplate(t, filepath.Join(harness.RepoRoot(t), "tests", "vectors", "file_sensor.json"))
 
 	t.Run("discovery", func(t *testing.T) {
 		if !slices.Equal(h.entry.RegisteredTaskTypes, []string{"sensor"}) {
@@ -252,9 +235,7 @@ func TestConnectorPlugin(t *testing.T) {
 			t.Parallel()
 			path := filepath.Join(dir, "file", "ready.csv")
 			tk := h.newTask(t, "file", fileTemplate, inputs("path", str(path)))
-			h.until(t, plugin, tk, resync+slack, "Running", is(pluginsCore.PhaseRunning))
-			touch(t, path)
-			h.until(t, plugin, tk, resync+slack, "Success", is(pluginsCore.PhaseSuccess))
+			h.rounds(plugin, tk).Meets(t, resync+slack, func() { harness.Touch(t, path) })
 		})
 		t.Run("GlobSensor", func(t *testing.T) {
 			t.Parallel()
@@ -264,9 +245,9 @@ func TestConnectorPlugin(t *testing.T) {
 			h.until(t, plugin, tk, resync+slack, "Running", is(pluginsCore.PhaseRunning))
 			want := []string{filepath.Join(day, "part-0.parquet"), filepath.Join(day, "part-1.parquet")}
 			for _, p := range want {
-				touch(t, p)
+				harness.Touch(t, p)
 			}
-			touch(t, filepath.Join(day, "_SUCCESS"))
+			harness.Touch(t, filepath.Join(day, "_SUCCESS"))
 			h.until(t, plugin, tk, resync+slack, "Success", is(pluginsCore.PhaseSuccess))
 			var got []string
 			for _, l := range h.outputsOf(t, tk).GetLiterals()["paths"].GetCollection().GetLiterals() {
@@ -301,9 +282,7 @@ func TestConnectorPlugin(t *testing.T) {
 			defer web.Close()
 			tmpl := loadTemplate(t, filepath.Join("testdata", "http_sensor.json"))
 			tk := h.newTask(t, "http", tmpl, inputs("url", str(web.URL+"/health")))
-			h.until(t, plugin, tk, resync+slack, "Running", is(pluginsCore.PhaseRunning))
-			ready.Store(true)
-			h.until(t, plugin, tk, resync+slack, "Success", is(pluginsCore.PhaseSuccess))
+			h.rounds(plugin, tk).Meets(t, resync+slack, func() { ready.Store(true) })
 			status := h.outputsOf(t, tk).GetLiterals()["status"].GetScalar().GetPrimitive().GetInteger()
 			if status != 200 {
 				t.Fatalf("outputs status %d, want 200", status)
@@ -312,23 +291,21 @@ func TestConnectorPlugin(t *testing.T) {
 		t.Run("UserSensor", func(t *testing.T) {
 			// A BaseSensor subclass written as flytekit's docs show, serialized by stock flytekit.
 			t.Parallel()
-			tmpl := loadTemplate(t, filepath.Join(repoRoot(t), "tests", "vectors", "user_marker.json"))
+			tmpl := loadTemplate(t, filepath.Join(harness.RepoRoot(t), "tests", "vectors", "user_marker.json"))
 			path := filepath.Join(dir, "user", "ready")
 			tk := h.newTask(t, "user", tmpl, inputs("path", str(path)))
-			h.until(t, plugin, tk, resync+slack, "Running", is(pluginsCore.PhaseRunning))
-			touch(t, path)
-			h.until(t, plugin, tk, resync+slack, "Success", is(pluginsCore.PhaseSuccess))
+			h.rounds(plugin, tk).Meets(t, resync+slack, func() { harness.Touch(t, path) })
 		})
 		t.Run("UserSensorRaising", func(t *testing.T) {
 			// Its poke raises until the path exists: a RUNNING phase each round, never a Get error.
 			t.Parallel()
-			tmpl := loadTemplate(t, filepath.Join(repoRoot(t), "tests", "vectors", "user_table.json"))
+			tmpl := loadTemplate(t, filepath.Join(harness.RepoRoot(t), "tests", "vectors", "user_table.json"))
 			delete(tmpl.GetCustom().GetFields(), "sensor_config") // no deadline: it waits for the path
 			path := filepath.Join(dir, "user", "service")
 			tk := h.newTask(t, "user_raising", tmpl, inputs("path", str(path)))
 			h.until(t, plugin, tk, resync+slack, "Running", is(pluginsCore.PhaseRunning))
 			h.until(t, plugin, tk, resync+slack, "Running again", is(pluginsCore.PhaseRunning))
-			touch(t, path)
+			harness.Touch(t, path)
 			h.until(t, plugin, tk, resync+slack, "Success", is(pluginsCore.PhaseSuccess))
 		})
 		t.Run("SqlSensor", func(t *testing.T) {
@@ -336,9 +313,9 @@ func TestConnectorPlugin(t *testing.T) {
 			tmpl := loadTemplate(t, filepath.Join("testdata", "sql_sensor.json"))
 			query := "select count(*) > 0 from sales where day = '2026-11-24'"
 			tk := h.newTask(t, "sql", tmpl, inputs("query", str(query)))
-			h.until(t, plugin, tk, resync+slack, "Running", is(pluginsCore.PhaseRunning))
-			python(t, "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.execute(\"insert into sales values ('2026-11-24')\"); c.commit()", db)
-			h.until(t, plugin, tk, resync+slack, "Success", is(pluginsCore.PhaseSuccess))
+			h.rounds(plugin, tk).Meets(t, resync+slack, func() {
+				python(t, "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.execute(\"insert into sales values ('2026-11-24')\"); c.commit()", db)
+			})
 		})
 	})
 
@@ -355,7 +332,7 @@ func TestConnectorPlugin(t *testing.T) {
 	t.Run("abort_is_idempotent", func(t *testing.T) {
 		tk := h.newTask(t, "abort", fileTemplate, inputs("path", str(filepath.Join(dir, "abort", "never"))))
 		h.until(t, plugin, tk, resync+slack, "Running", is(pluginsCore.PhaseRunning))
-		before := primary.countIn("deleted sensor")
+		before := primary.CountIn("deleted sensor")
 		for i := 0; i < 2; i++ {
 			if err := plugin.Abort(context.Background(), h.contextFor(tk)); err != nil {
 				t.Fatalf("abort %d: %v", i+1, err)
@@ -364,8 +341,8 @@ func TestConnectorPlugin(t *testing.T) {
 		if err := plugin.Finalize(context.Background(), h.contextFor(tk)); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, 5*time.Second, "two DeleteTask calls in the connector's log", func() (bool, string) {
-			n := primary.countIn("deleted sensor") - before
+		harness.Eventually(t, 5*time.Second, "two DeleteTask calls in the connector's log", func() (bool, string) {
+			n := primary.CountIn("deleted sensor") - before
 			return n == 2, fmt.Sprintf("%d", n)
 		})
 	})
@@ -379,48 +356,39 @@ func TestConnectorPlugin(t *testing.T) {
 		if len(meta.ConnectorResourceMeta) == 0 || meta.OutputPrefix != string(tk.outputs) {
 			t.Fatalf("saved meta %+v", meta)
 		}
-		t.Logf("plugin state: %d bytes (resource_meta %d bytes)", len(tk.state), len(meta.ConnectorResourceMeta))
+		t.Logf("plugin state: %d bytes (resource_meta %d bytes)", tk.state.Len(), len(meta.ConnectorResourceMeta))
 		// Rounds across a resync: the saved resource_meta is the same bytes each time.
-		deadline := time.Now().Add(resync + time.Second)
-		eventually(t, resync+slack, "rounds across a resync", func() (bool, string) {
-			info, err := h.round(context.Background(), first, tk)
-			if err != nil || info.Phase() != pluginsCore.PhaseRunning {
-				t.Fatalf("round: %v %s", err, describe(info))
-			}
+		across := harness.For(resync + time.Second)
+		h.rounds(first, tk).While(t, resync+slack, "rounds across a resync", func() (bool, string) {
 			if got := tk.meta(t).ConnectorResourceMeta; string(got) != string(meta.ConnectorResourceMeta) {
 				t.Fatal("resource_meta changed between rounds")
 			}
-			return time.Now().After(deadline), "still rounding"
+			return across()
 		})
 		// Propeller restarts: the old cache is gone, a new plugin instance starts from the saved state.
 		stop()
 		second, _ := h.load(t)
-		touch(t, path)
+		harness.Touch(t, path)
 		h.until(t, second, tk, resync+slack, "Success", is(pluginsCore.PhaseSuccess))
 		if got := tk.meta(t).ConnectorResourceMeta; string(got) != string(meta.ConnectorResourceMeta) {
 			t.Fatal("resource_meta changed across the restart")
 		}
-		if n := tk.saved(t).SyncFailureCount; n != 0 {
-			t.Fatalf("%d failed Gets", n)
-		}
+		tk.state.NoGetErrors(t, tk.name)
 	})
 
 	t.Run("tampered_meta_fails_within_one_resync", func(t *testing.T) {
 		tk := h.newTask(t, "tamper", fileTemplate, inputs("path", str(filepath.Join(dir, "tamper", "never"))))
 		h.until(t, plugin, tk, resync+slack, "Running", is(pluginsCore.PhaseRunning))
-		s := tk.saved(t)
-		m := s.ResourceMeta.(connector.ResourceMetaWrapper)
-		m.ConnectorResourceMeta = alterPayload(t, m.ConnectorResourceMeta)
-		s.ResourceMeta = m
-		bad := h.withState(t, "tampered", tk, s)
+		forged := harness.Tamper(t, tk.saved(t), tk.name, func(m *connector.ResourceMetaWrapper) {
+			m.ConnectorResourceMeta = harness.AlterPayload(t, m.ConnectorResourceMeta)
+		})
+		bad := h.withState(t, "tampered", tk, forged)
 		info := h.until(t, plugin, bad, resync+slack, "PermanentFailure", is(pluginsCore.PhasePermanentFailure))
 		msg := info.Err().GetMessage()
-		if !strings.Contains(msg, "resource_meta") || !containsAny(msg, "signature", "altered", "forged", "verif") {
+		if !strings.Contains(msg, "resource_meta") || !harness.ContainsAny(msg, "signature", "altered", "forged", "verif") {
 			t.Fatalf("message %q does not name the problem", msg)
 		}
-		if n := bad.saved(t).SyncFailureCount; n != 0 {
-			t.Fatalf("%d GetTask errors before the failure (%s)", n, bad.saved(t).ErrorMessage)
-		}
+		bad.state.NoGetErrors(t, bad.name)
 		if err := plugin.Abort(context.Background(), h.contextFor(tk)); err != nil {
 			t.Fatal(err)
 		}
@@ -430,48 +398,40 @@ func TestConnectorPlugin(t *testing.T) {
 		path := filepath.Join(dir, "rotation", "ready")
 		tk := h.newTask(t, "rotation", fileTemplate, inputs("path", str(path)))
 		h.until(t, plugin, tk, resync+slack, "Running", is(pluginsCore.PhaseRunning))
-		other := newSigningKey(t, dir, "key-b")
-		stranger := startReplica(t, "stranger", h.env, []signingKey{other})
-		h.ep.Set(stranger.addr)
-		t.Cleanup(func() { h.ep.Set(primary.addr) })
-		touch(t, path) // a poke would now succeed: RUNNING proves the stranger did not poke
-		eventually(t, 2*resync+slack, "two Gets answered by the replica without the key", func() (bool, string) {
-			info, err := h.round(context.Background(), plugin, tk)
-			if err != nil || info.Phase() != pluginsCore.PhaseRunning {
-				t.Fatalf("round: %v %s", err, describe(info))
-			}
-			n, err := stranger.getsAnswered()
+		other := harness.NewSigningKey(t, dir, "key-b")
+		stranger := startReplica(t, "stranger", h.env, []harness.SigningKey{other})
+		h.ep.Set(stranger.Addr)
+		t.Cleanup(func() { h.ep.Set(primary.Addr) })
+		harness.Touch(t, path) // a poke would now succeed: RUNNING proves the stranger did not poke
+		h.rounds(plugin, tk).While(t, 2*resync+slack, "two Gets answered by the replica without the key", func() (bool, string) {
+			n, err := stranger.GetsAnswered()
 			if err != nil {
 				return false, err.Error()
 			}
 			return n >= 2, fmt.Sprintf("%v Gets answered", n)
 		})
-		if n := tk.saved(t).SyncFailureCount; n != 0 {
-			t.Fatalf("%d GetTask errors (%s)", n, tk.saved(t).ErrorMessage)
-		}
-		if stranger.countIn(h.key.id) == 0 {
-			t.Fatalf("the replica's log never names key id %s", h.key.id)
+		tk.state.NoGetErrors(t, tk.name)
+		if stranger.CountIn(h.key.ID) == 0 {
+			t.Fatalf("the replica's log never names key id %s", h.key.ID)
 		}
 		// The key is added (verify-only, second): that replica pokes, and the task proceeds.
-		rotated := startReplica(t, "rotated", h.env, []signingKey{other, h.key})
-		h.ep.Set(rotated.addr)
+		rotated := startReplica(t, "rotated", h.env, []harness.SigningKey{other, h.key})
+		h.ep.Set(rotated.Addr)
 		h.until(t, plugin, tk, resync+slack, "Success", is(pluginsCore.PhaseSuccess))
-		if n := tk.saved(t).SyncFailureCount; n != 0 {
-			t.Fatalf("%d GetTask errors (%s)", n, tk.saved(t).ErrorMessage)
-		}
+		tk.state.NoGetErrors(t, tk.name)
 	})
 
 	t.Run("rolling_restart_without_get_errors", func(t *testing.T) {
 		rolling := []string{"--drain-period", "2", "--grace-period", "5", "--max-connection-age", "4"}
-		var live []*replica
+		var live []*harness.Replica
 		for i := 0; i < 3; i++ {
-			live = append(live, spawnReplica(t, fmt.Sprintf("r%d", i), h.env, []signingKey{h.key}, rolling...))
+			live = append(live, spawnReplica(t, fmt.Sprintf("r%d", i), h.env, []harness.SigningKey{h.key}, rolling...))
 		}
 		for _, r := range live {
-			r.ready(t)
+			r.Ready(t, serving)
 		}
-		h.ep.Set(live[0].addr, live[1].addr, live[2].addr)
-		t.Cleanup(func() { h.ep.Set(primary.addr) })
+		h.ep.Set(live[0].Addr, live[1].Addr, live[2].Addr)
+		t.Cleanup(func() { h.ep.Set(primary.Addr) })
 
 		const n = 24
 		tasks := make([]*task, n)
@@ -540,10 +500,10 @@ func TestConnectorPlugin(t *testing.T) {
 
 		start := time.Now()
 		for i, old := range live {
-			next := startReplica(t, fmt.Sprintf("r%d-new", i), h.env, []signingKey{h.key}, rolling...)
-			h.ep.Add(next.addr)
-			eventually(t, resync+slack, "the new replica "+next.name+" answers Gets", func() (bool, string) {
-				got, err := next.getsAnswered()
+			next := startReplica(t, fmt.Sprintf("r%d-new", i), h.env, []harness.SigningKey{h.key}, rolling...)
+			h.ep.Add(next.Addr)
+			harness.Eventually(t, resync+slack, "the new replica "+next.Name+" answers Gets", func() (bool, string) {
+				got, err := next.GetsAnswered()
 				if err != nil {
 					return false, err.Error()
 				}
@@ -551,24 +511,24 @@ func TestConnectorPlugin(t *testing.T) {
 			})
 			// As Kubernetes does: the pod gets SIGTERM and leaves the Endpoints at the same moment, but
 			// clients watching the Endpoints learn it a little later.
-			old.terminate(t)
+			old.Terminate(t)
 			time.Sleep(endpointLag) // models the watch delay; not a synchronisation
-			h.ep.Remove(old.addr)
-			old.waitExit(t, 20*time.Second)
+			h.ep.Remove(old.Addr)
+			old.WaitExit(t, 20*time.Second)
 			live[i] = next
-			check("after replacing " + old.name)
+			check("after replacing " + old.Name)
 		}
 		t.Logf("rolling restart of 3 replicas took %s (resync %s)", time.Since(start).Round(time.Millisecond), resync)
 		// One more resync served entirely by the new replicas.
 		base := 0.0
 		for _, r := range live {
-			got, _ := r.getsAnswered()
+			got, _ := r.GetsAnswered()
 			base += got
 		}
-		eventually(t, resync+slack, "a full resync on the new replicas", func() (bool, string) {
+		harness.Eventually(t, resync+slack, "a full resync on the new replicas", func() (bool, string) {
 			total := 0.0
 			for _, r := range live {
-				got, err := r.getsAnswered()
+				got, err := r.GetsAnswered()
 				if err != nil {
 					return false, err.Error()
 				}
@@ -580,9 +540,9 @@ func TestConnectorPlugin(t *testing.T) {
 
 		// Half the conditions come true: those tasks succeed, the others keep running.
 		for i := 0; i < n; i += 2 {
-			touch(t, filepath.Join(dir, "roll", fmt.Sprintf("f%02d", i)))
+			harness.Touch(t, filepath.Join(dir, "roll", fmt.Sprintf("f%02d", i)))
 		}
-		eventually(t, resync+slack, "the met half succeeded", func() (bool, string) {
+		harness.Eventually(t, resync+slack, "the met half succeeded", func() (bool, string) {
 			mu.Lock()
 			defer mu.Unlock()
 			ok := 0
@@ -615,52 +575,12 @@ func TestConnectorPlugin(t *testing.T) {
 	})
 }
 
-// alterPayload flips one byte inside field 2 (payload) of a SignedResourceMeta, leaving the wire format
-// valid: the connector must notice the signature no longer matches.
-func alterPayload(t *testing.T, meta []byte) []byte {
-	t.Helper()
-	out := append([]byte(nil), meta...)
-	b := out
-	offset := 0
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			t.Fatalf("resource_meta is not protobuf: %v", protowire.ParseError(n))
-		}
-		m := protowire.ConsumeFieldValue(num, typ, b[n:])
-		if m < 0 {
-			t.Fatalf("resource_meta is not protobuf: %v", protowire.ParseError(m))
-		}
-		if num == 2 && typ == protowire.BytesType {
-			_, l := protowire.ConsumeVarint(b[n:])
-			if m-l < 1 {
-				t.Fatal("empty payload")
-			}
-			out[offset+n+l+(m-l)/2] ^= 0x01
-			return out
-		}
-		offset += n + m
-		b = b[n+m:]
-	}
-	t.Fatal("resource_meta has no payload field")
-	return nil
-}
-
-func containsAny(s string, words ...string) bool {
-	for _, w := range words {
-		if strings.Contains(s, w) {
-			return true
-		}
-	}
-	return false
-}
-
 // registerPlugin configures propeller's connector-service section as an operator would (our connector
 // only under `connectors`, no default endpoint, no connectorForTaskTypes, no supportedTaskTypes, so
 // routing can only come from ListAgents), registers the real plugin, keeps its registry entry in h and
 // returns the plugin's connector service.
 // The last registration wins, so each test's harness gets a plugin routed to its own target.
-func registerPlugin(t *testing.T, h *harness, target string) *connector.ConnectorService {
+func registerPlugin(t *testing.T, h *suite, target string) *connector.ConnectorService {
 	t.Helper()
 	cfg := &connector.Config{
 		WebAPI: webapi.PluginConfig{

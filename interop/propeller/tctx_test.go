@@ -4,13 +4,9 @@ package propeller
 // memory. Everything it hands the plugin (readers, writers, paths, the state codec) is flyte's own.
 
 import (
-	"bytes"
 	"context"
-	"fmt"
 	"os"
-	"sync"
 	"testing"
-	"time"
 
 	"google.golang.org/protobuf/encoding/protojson"
 	v1 "k8s.io/api/core/v1"
@@ -26,6 +22,8 @@ import (
 	"github.com/flyteorg/flyte/flytepropeller/pkg/controller/nodes/task/codex"
 	"github.com/flyteorg/flyte/flytestdlib/promutils"
 	"github.com/flyteorg/flyte/flytestdlib/storage"
+
+	"sensorconnector/interop/harness"
 )
 
 // setupContext is what propeller gives a plugin loader: only the metrics scope matters to webapi plugins
@@ -51,29 +49,19 @@ type task struct {
 	outputs  storage.DataReference // output prefix
 	raw      storage.DataReference
 
-	mu           sync.Mutex
-	state        []byte // gob, written by propeller's codec
-	stateVersion uint8
-}
-
-var taskCount struct {
-	sync.Mutex
-	n int
+	state *harness.State // the plugin state bytes and version
 }
 
 // newTask writes the inputs where propeller would and returns a task that has not started.
-func (h *harness) newTask(t *testing.T, label string, template *idlcore.TaskTemplate, inputs *idlcore.LiteralMap) *task {
+func (h *suite) newTask(t *testing.T, label string, template *idlcore.TaskTemplate, inputs *idlcore.LiteralMap) *task {
 	t.Helper()
-	taskCount.Lock()
-	taskCount.n++
-	n := taskCount.n
-	taskCount.Unlock()
-	name := fmt.Sprintf("interop-%s-%d-%d", label, os.Getpid(), n)
+	name := harness.ExecutionName("interop", label)
 	ctx := context.Background()
 	base := storage.DataReference("s3://interop/" + name)
 	tk := &task{
 		name:     name,
 		template: template,
+		state:    harness.NewState(codex.GobStateCodec{}),
 		id: &idlcore.TaskExecutionIdentifier{
 			TaskId: &idlcore.Identifier{ResourceType: idlcore.ResourceType_TASK, Project: "flytesnacks",
 				Domain: "development", Name: template.GetId().GetName(), Version: "v1"},
@@ -95,87 +83,42 @@ func (h *harness) newTask(t *testing.T, label string, template *idlcore.TaskTemp
 	return tk
 }
 
-// pluginState mirrors the webapi core's persisted State field by field (gob matches by name), so the
-// test can read what the plugin itself saved: the resource_meta and the count of failed Gets.
-type pluginState struct {
-	Phase                           int
-	PhaseVersion                    uint32
-	ResourceMeta                    interface{}
-	SyncFailureCount                int
-	AllocationTokenRequestStartTime time.Time
-	ErrorMessage                    string
-}
-
-// saved decodes the task's plugin state with propeller's codec.
-func (tk *task) saved(t *testing.T) pluginState {
+// saved decodes the task's plugin state.
+func (tk *task) saved(t *testing.T) harness.PluginState {
 	t.Helper()
-	tk.mu.Lock()
-	defer tk.mu.Unlock()
-	var s pluginState
-	if tk.state == nil {
-		return s
-	}
-	if err := (codex.GobStateCodec{}).Decode(bytes.NewReader(tk.state), &s); err != nil {
-		t.Fatalf("decode plugin state of %s: %v", tk.name, err)
-	}
-	return s
+	return tk.state.Saved(t, tk.name)
 }
 
 // meta is the connector resource_meta the plugin saved (nil before Create).
 func (tk *task) meta(t *testing.T) *connector.ResourceMetaWrapper {
 	t.Helper()
-	s := tk.saved(t)
-	if s.ResourceMeta == nil {
-		return nil
-	}
-	m, ok := s.ResourceMeta.(connector.ResourceMetaWrapper)
-	if !ok {
-		t.Fatalf("plugin state of %s holds %T, not connector.ResourceMetaWrapper", tk.name, s.ResourceMeta)
-	}
-	return &m
+	return harness.ResourceMeta[connector.ResourceMetaWrapper](t, tk.saved(t), tk.name)
 }
 
 // withState is a new execution (a new name, so a new cache entry) that starts from `s` as its saved state.
-func (h *harness) withState(t *testing.T, label string, from *task, s pluginState) *task {
+func (h *suite) withState(t *testing.T, label string, from *task, s harness.PluginState) *task {
 	t.Helper()
 	tk := h.newTask(t, label, from.template, nil)
 	tk.inputs = from.inputs
-	var buf bytes.Buffer
-	if err := (codex.GobStateCodec{}).Encode(&s, &buf); err != nil {
-		t.Fatal(err)
-	}
-	from.mu.Lock()
-	tk.stateVersion = from.stateVersion
-	from.mu.Unlock()
-	tk.state = buf.Bytes()
+	tk.state.Resume(t, from.state, s)
 	return tk
 }
 
 // execContext is a pluginsCore.TaskExecutionContext for one round of one task.
 type execContext struct {
-	h      *harness
+	h      *suite
 	tk     *task
-	reader stateReader
-	writer *stateWriter
+	reader harness.StateReader
+	writer *harness.StateWriter
 }
 
-func (h *harness) contextFor(tk *task) *execContext {
-	tk.mu.Lock()
-	defer tk.mu.Unlock()
-	return &execContext{h: h, tk: tk, reader: stateReader{state: tk.state, version: tk.stateVersion},
-		writer: &stateWriter{}}
+func (h *suite) contextFor(tk *task) *execContext {
+	reader, writer := tk.state.Round()
+	return &execContext{h: h, tk: tk, reader: reader, writer: writer}
 }
 
-// commit keeps the state the plugin wrote, as propeller does at the end of a round.
-func (c *execContext) commit() {
-	if !c.writer.written {
-		return
-	}
-	c.tk.mu.Lock()
-	defer c.tk.mu.Unlock()
-	c.tk.state = c.writer.state
-	c.tk.stateVersion = c.writer.version
-}
+// commit keeps the state the plugin wrote, as the executor does at the end of a round.
+func (c *execContext) commit() { c.tk.state.Commit(c.writer) }
 
 func (c *execContext) ResourceManager() pluginsCore.ResourceManager { return nil }
 func (c *execContext) SecretManager() pluginsCore.SecretManager     { return nil }
@@ -200,41 +143,6 @@ func (c *execContext) TaskExecutionMetadata() pluginsCore.TaskExecutionMetadata 
 }
 func (c *execContext) Catalog() catalog.AsyncClient               { return nil }
 func (c *execContext) EventsRecorder() pluginsCore.EventsRecorder { return nil }
-
-// stateReader and stateWriter encode with propeller's own gob codec (codex), as its plugin state manager does.
-type stateReader struct {
-	state   []byte
-	version uint8
-}
-
-func (r stateReader) GetStateVersion() uint8 { return r.version }
-
-func (r stateReader) Get(v interface{}) (uint8, error) {
-	if r.state == nil {
-		return r.version, nil
-	}
-	return r.version, codex.GobStateCodec{}.Decode(bytes.NewReader(r.state), v)
-}
-
-type stateWriter struct {
-	state   []byte
-	version uint8
-	written bool
-}
-
-func (w *stateWriter) Put(version uint8, v interface{}) error {
-	var buf bytes.Buffer
-	if err := (codex.GobStateCodec{}).Encode(v, &buf); err != nil {
-		return err
-	}
-	w.state, w.version, w.written = buf.Bytes(), version, true
-	return nil
-}
-
-func (w *stateWriter) Reset() error {
-	w.state, w.written = nil, true
-	return nil
-}
 
 type taskReader struct{ tk *task }
 
@@ -276,7 +184,9 @@ func (e execID) GetGeneratedNameWith(int, int) (string, error) {
 	return e.tk.name, nil
 }
 func (e execID) GetID() idlcore.TaskExecutionIdentifier {
-	return *e.tk.id //nolint:govet // the interface returns it by value
+	// The interface returns it by value: a new value with the same fields, not a copy of the message.
+	id := e.tk.id
+	return idlcore.TaskExecutionIdentifier{TaskId: id.TaskId, NodeExecutionId: id.NodeExecutionId, RetryAttempt: id.RetryAttempt}
 }
 func (e execID) GetUniqueNodeID() string { return "n0" }
 

@@ -1,0 +1,3 @@
+module sensorconnector/interop/harness
+
+go 1.26.0
