@@ -220,7 +220,7 @@ class UserSensor(Sensor[FlytekitCall]):
             answer: Any = shared
         else:
             started = time.monotonic()
-            answer = await self._poke_now()
+            answer = await self._poke_now(ctx)
             if type(answer) is bool:
                 self.answers.put(self._question, started, answer)
         if type(answer) is not bool:
@@ -232,9 +232,9 @@ class UserSensor(Sensor[FlytekitCall]):
             return PokeResult(True, f"{self.name}.poke answered True.")
         return PokeResult(False, f"{self.name}.poke answered False; will poke again.")
 
-    async def _poke_now(self) -> Any:
+    async def _poke_now(self, ctx: PokeContext) -> Any:
         try:
-            return await self.runner.run(self.name, self._poke)
+            return await self.runner.run(self.name, self._poke, ctx.log_extra)
         except SlotsHung as exc:
             raise TransientError(str(exc)) from None
         except Exception as exc:
