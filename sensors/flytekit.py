@@ -159,14 +159,14 @@ class CatalogSensorTask(CatalogTask, BaseSensor):  # type: ignore[misc]  # flyte
         return _task_keywords()
 
     def task_arguments(self, name: str, declaration: Declaration) -> dict[str, Any]:
-        self.policy = declaration.policy
-        self.catalog_config = declaration.config
-        self.output_names = declaration.outputs
         serialized = declaration.sensor_config
         sensor_config = SensorConfigDict(serialized) if serialized else None
         return {"name": name, "sensor_config": sensor_config, **declaration.task_options}
 
     def built(self) -> None:
+        self.policy = self.declaration.policy
+        self.catalog_config = self.declaration.config
+        self.output_names = self.declaration.outputs
         if self.output_names:  # declared outputs replace the interface BaseSensor made (none)
             interface = Interface(
                 inputs=self.python_interface.inputs_with_defaults,
