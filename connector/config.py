@@ -33,6 +33,21 @@ def _opt(
     return field(default=default, metadata=meta)
 
 
+#: The settings with a floor, and the floor: fewer entries, threads or slots than this cannot work.
+_AT_LEAST = {
+    "max_message_bytes": 1024,
+    "state_cache_entries": 1,
+    "fs_cache_entries": 1,
+    "blocking_threads": 1,
+    "sql_threads": 1,
+    "secret_threads": 1,
+    "sql_queries_per_database": 1,
+    "max_pending_rpcs": 1,
+    "user_pokes_per_sensor": 1,
+    "user_poke_threads": 1,
+}
+
+
 @dataclass
 class Config:
     """Settings of `sensor-connector serve`; each is also read from SENSOR_CONNECTOR_<NAME>."""
@@ -181,33 +196,21 @@ class Config:
                 raise ValueError(f"--{name.replace('_', '-')} must be a port number, not {value}")
         if self.poke_timeout <= 0:
             raise ValueError("--poke-timeout must be more than 0 seconds")
-        if self.max_message_bytes < 1024:
-            raise ValueError("--max-message-bytes must be at least 1024")
+        for name, least in _AT_LEAST.items():
+            if getattr(self, name) < least:
+                raise ValueError(f"--{name.replace('_', '-')} must be at least {least}")
         if self.max_concurrent_rpcs < 0:
             raise ValueError("--max-concurrent-rpcs must be zero (no limit) or more")
-        if self.state_cache_entries < 1:
-            raise ValueError("--state-cache-entries must be at least 1")
-        for name in ("blocking_threads", "sql_threads", "secret_threads", "sql_queries_per_database"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
-        if self.max_pending_rpcs < 1:
-            raise ValueError("--max-pending-rpcs must be at least 1")
         for name in ("drain_period", "grace_period", "max_connection_age"):
             if getattr(self, name) < 0:
                 raise ValueError(f"--{name.replace('_', '-')} must be zero or more seconds")
         if self.max_staleness < 0:
             raise ValueError("--max-staleness must be zero (no sharing) or more seconds")
-        if self.user_pokes_per_sensor < 1:
-            raise ValueError("--user-pokes-per-sensor must be at least 1")
-        if self.user_poke_threads < 1:
-            raise ValueError("--user-poke-threads must be at least 1")
         for module in self.sensor_modules:
             if not all(part.isidentifier() for part in module.split(".")):
                 raise ValueError(f"--sensor-modules: {module!r} is not a dotted module name")
         if self.flyte2_default_deadline < 0:
             raise ValueError("--flyte2-default-deadline must be zero (no default) or more seconds")
-        if self.fs_cache_entries < 1:
-            raise ValueError("--fs-cache-entries must be at least 1")
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             raise ValueError("--tls-cert-file and --tls-key-file go together: give both or neither")
 

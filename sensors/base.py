@@ -80,6 +80,9 @@ class PokeContext:
     #: Files and object stores: the server's own Store; where no server owns one (a local run, a
     #: sensor's own unit test), the process's `default_store()`, which never shares answers.
     store: Store = field(default_factory=_default_store)
+    #: The fields every log line about this execution carries (project/domain/execution, node, sensor,
+    #: task), for a sensor whose own log lines must say which execution they are about; empty locally.
+    log_extra: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -1,16 +1,17 @@
 """A catalog sensor declared as a task: the part both authoring packages share, without flytekit or flyte.
 
 `sensors.flytekit.CatalogSensorTask` (flytekit) and `flyteplugins.sensor_connector.flyte2.SensorTask`
-(the flyte SDK) take the same keywords: the sensor's config fields, the policy, `outputs`, `met`, and
-their framework's task options. `declare` sorts and checks them once, at declaration, with the sentences
-the connector would give at CreateTask; each class then builds its framework's task from the result.
+(the flyte SDK) are both `CatalogTask`s: they take the same keywords (the sensor's config fields, the
+policy, `outputs`, `met`, and their framework's task options), which `declare` sorts and checks once, at
+declaration, with the sentences the connector would give at CreateTask; each class then builds its
+framework's task from the result (`task_arguments`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Collection, Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from .base import ConfigError, Sensor
 from .policy import POLICY_FIELDS, Policy
@@ -94,3 +95,45 @@ def declare(
             f"at the deadline there is no value for {', '.join(n for n in names if n != MET_OUTPUT)}."
         )
     return Declaration(policy, own, parsed, names, offered, task_options)
+
+
+class CatalogTask:
+    """A catalog sensor declared as a task, the constructor both authoring packages share; mixed in
+    before the framework's task class, which it builds with `task_arguments`."""
+
+    catalog: ClassVar[type[Sensor[Any]]]
+    #: The framework whose task options the class takes, named in the sentence refusing others.
+    framework: ClassVar[str]
+
+    def __init__(
+        self,
+        name: str,
+        config: Mapping[str, Any] | None = None,
+        *,
+        outputs: bool | Sequence[str] = False,
+        met: bool | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.declaration = declare(
+            self.catalog,
+            config,
+            kwargs,
+            outputs=outputs,
+            met=met,
+            task_keywords=self.task_keywords(),
+            framework=self.framework,
+        )
+        super().__init__(**self.task_arguments(name, self.declaration))
+        self.built()
+
+    @classmethod
+    def task_keywords(cls) -> Collection[str]:
+        """The keywords the framework's task class takes (image, retries, ...), never taken as config."""
+        raise NotImplementedError
+
+    def task_arguments(self, name: str, declaration: Declaration) -> dict[str, Any]:
+        """The keyword arguments the framework's task class is built with."""
+        raise NotImplementedError
+
+    def built(self) -> None:
+        """After the framework's task is built: what it must be told besides its arguments (nothing)."""

@@ -35,8 +35,8 @@ import functools
 import inspect
 import logging
 import time
-from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from collections.abc import Mapping
+from typing import Any
 
 from flytekit import FlyteContextManager
 from flytekit.core.interface import Interface, transform_interface_to_typed_interface
@@ -44,8 +44,8 @@ from flytekit.core.type_engine import TypeEngine
 from flytekit.sensor.base_sensor import BaseSensor
 
 from . import lazy
-from .base import PermanentError, PokeContext, PokeResult, Sensor, TransientError
-from .declaration import MET_OUTPUT, declare
+from .base import PermanentError, PokeContext, PokeResult, TransientError
+from .declaration import MET_OUTPUT, CatalogTask, Declaration
 from .file import FileSensor as CatalogFileSensor
 from .glob import GlobSensor as CatalogGlobSensor
 from .http import HttpSensor as CatalogHttpSensor
@@ -149,39 +149,28 @@ def _task_keywords() -> frozenset[str]:
     return frozenset(names - {"self", "name", "sensor_config", "task_type", "task_config", "interface"})
 
 
-class CatalogSensorTask(BaseSensor):  # type: ignore[misc]  # flytekit is untyped
+class CatalogSensorTask(CatalogTask, BaseSensor):  # type: ignore[misc]  # flytekit is untyped
     """A flytekit sensor task whose poke is a catalog sensor's poke."""
 
-    catalog: ClassVar[type[Sensor[Any]]]
+    framework = "flytekit"
 
-    def __init__(
-        self,
-        name: str,
-        config: Mapping[str, Any] | None = None,
-        *,
-        outputs: bool | Sequence[str] = False,
-        met: bool | None = None,
-        **kwargs: Any,
-    ) -> None:
-        declared = declare(
-            self.catalog,
-            config,
-            kwargs,
-            outputs=outputs,
-            met=met,
-            task_keywords=_task_keywords(),
-            framework="flytekit",
-        )
-        self.policy = declared.policy
-        self.catalog_config = declared.config
-        self.output_names = names = declared.outputs
-        serialized = declared.sensor_config
+    @classmethod
+    def task_keywords(cls) -> frozenset[str]:
+        return _task_keywords()
+
+    def task_arguments(self, name: str, declaration: Declaration) -> dict[str, Any]:
+        serialized = declaration.sensor_config
         sensor_config = SensorConfigDict(serialized) if serialized else None
-        super().__init__(name=name, sensor_config=sensor_config, **declared.task_options)
-        if names:
+        return {"name": name, "sensor_config": sensor_config, **declaration.task_options}
+
+    def built(self) -> None:
+        self.policy = self.declaration.policy
+        self.catalog_config = self.declaration.config
+        self.output_names = self.declaration.outputs
+        if self.output_names:  # declared outputs replace the interface BaseSensor made (none)
             interface = Interface(
                 inputs=self.python_interface.inputs_with_defaults,
-                outputs={n: declared.offered[n] for n in names},
+                outputs={n: self.declaration.offered[n] for n in self.output_names},
             )
             self._python_interface = interface
             self._interface = transform_interface_to_typed_interface(

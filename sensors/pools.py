@@ -29,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+V = TypeVar("V")
 
 #: The kinds of blocking work, each with a pool of its own once configured.
 KINDS = ("sql", "secrets")
@@ -84,16 +85,23 @@ async def run(kind: str, func: Callable[..., T], *args: Any) -> T:
     return await loop.run_in_executor(None if current is None else current[1], func, *args)
 
 
+def per_loop(table: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, V], make: Callable[[], V]) -> V:
+    """The running event loop's entry of `table`, made by `make()` on first use (what a loop's futures
+    and semaphores belong to stays with that loop, and goes with it)."""
+    loop = asyncio.get_running_loop()
+    found = table.get(loop)
+    if found is None:
+        found = table[loop] = make()
+    return found
+
+
 async def once(key: Hashable, start: Callable[[], Awaitable[T]]) -> T:
     """The result of `start()`, shared with every caller asking for `key` while it is in flight.
 
     The call runs as a task of its own: a caller that stops waiting (its poke ran out of time) leaves
     it running for the others, and it is never started again for `key` until it has finished.
     """
-    loop = asyncio.get_running_loop()
-    flights = _flights.get(loop)
-    if flights is None:
-        flights = _flights[loop] = {}
+    flights = per_loop(_flights, dict)
     future = flights.get(key)
     if future is None:
         future = asyncio.ensure_future(start())

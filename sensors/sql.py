@@ -180,10 +180,7 @@ _slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.S
 
 
 def _slots_of(url: str) -> asyncio.Semaphore:
-    loop = asyncio.get_running_loop()
-    per_url = _slots.get(loop)
-    if per_url is None:
-        per_url = _slots[loop] = {}
+    per_url = pools.per_loop(_slots, dict)
     slots = per_url.get(url)
     if slots is None:
         slots = per_url[url] = asyncio.Semaphore(SETTINGS.queries_per_database)

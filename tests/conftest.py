@@ -4,6 +4,7 @@ Azurite for GCS and Azure Blob (tests/emulators.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -16,7 +17,7 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, cast
@@ -182,14 +183,33 @@ def with_secret_policy(config: Config, policy: dict[str, Any]) -> Config:
     return replace(config, secret_policy=path)
 
 
+def sqlite_secret(path: Path, monkeypatch: pytest.MonkeyPatch, env: str, *statements: str) -> Path:
+    """A SQLite database at `path` made by `statements`, its URL in the environment variable `env` (a
+    connector secret, as an operator sets one)."""
+    import sqlite3
+
+    with sqlite3.connect(path) as conn:
+        for statement in statements:
+            conn.execute(statement)
+    monkeypatch.setenv(env, f"sqlite:///{path}")
+    return path
+
+
+@contextlib.asynccontextmanager
+async def connected(server: Server) -> AsyncIterator[Connector]:
+    """A channel to `server`, as propeller opens one, for the time of the `async with`."""
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        yield Connector(server, channel)
+
+
 @pytest.fixture
 async def connector(config: Config) -> AsyncIterator[Connector]:
     """The real server on a loopback port and a channel to it."""
     server = Server(config)
     await server.startup()
     try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-            yield Connector(server, channel)
+        async with connected(server) as c:
+            yield c
     finally:
         server.request_exit()
         await server.shutdown()
@@ -224,6 +244,12 @@ class S3:
 
         return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1")
 
+    def put(self, keys: Iterable[str], body: bytes = b"x") -> None:
+        """Objects named `keys` in the bucket, each holding `body`."""
+        client = self.client()
+        for key in keys:
+            client.put_object(Bucket=self.bucket, Key=key, Body=body)
+
 
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[str]:
@@ -251,16 +277,39 @@ def s3(s3_server: str, monkeypatch: pytest.MonkeyPatch) -> S3:
     return store
 
 
-class SilentStore:
-    """A TCP endpoint that accepts connections and never answers: an object store that hangs."""
+class Listener:
+    """A TCP endpoint on loopback handing each connection it accepts to `take`, in a thread of its own,
+    until it is closed."""
 
     def __init__(self) -> None:
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.endpoint = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.take(conn)
+
+    def take(self, conn: socket.socket) -> None:
+        """What to do with a connection just accepted."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+class SilentStore(Listener):
+    """A TCP endpoint that accepts connections and never answers: an object store that hangs."""
+
+    def __init__(self) -> None:
         self.accepted = 0
         self._changed = threading.Condition()
         self._held: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__()
 
     @property
     def aws_env(self) -> dict[str, str]:
@@ -272,16 +321,11 @@ class SilentStore:
             "AWS_DEFAULT_REGION": "us-east-1",
         }
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return
-            with self._changed:
-                self._held.append(conn)
-                self.accepted += 1
-                self._changed.notify_all()
+    def take(self, conn: socket.socket) -> None:
+        with self._changed:
+            self._held.append(conn)
+            self.accepted += 1
+            self._changed.notify_all()
 
     def wait_for(self, count: int, timeout: float = 10) -> bool:
         """Whether `count` connections have been accepted within `timeout` seconds."""
@@ -289,7 +333,7 @@ class SilentStore:
             return self._changed.wait_for(lambda: self.accepted >= count, timeout)
 
     def close(self) -> None:
-        self.listener.close()
+        super().close()
         for conn in self._held:
             conn.close()
 
@@ -385,19 +429,62 @@ def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     }
 
 
-@pytest.fixture(scope="session")
-def user_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """tests/fixtures/user_pkg (users' own flytekit sensors) pip-installed (offline, no build isolation)
-    into a directory of its own: what an operator puts on the connector's path. Never imported here."""
+def installed_fixture(tmp_path_factory: pytest.TempPathFactory, package: str) -> Path:
+    """tests/fixtures/<package> pip-installed (offline, no build isolation) into a directory of its own."""
     import shutil
 
-    source = tmp_path_factory.mktemp("user_src") / "user_pkg"
-    shutil.copytree(ROOT / "tests" / "fixtures" / "user_pkg", source)  # the build writes into its source
-    target = tmp_path_factory.mktemp("user_site")
+    source = tmp_path_factory.mktemp(f"{package}_src") / package
+    shutil.copytree(ROOT / "tests" / "fixtures" / package, source)  # the build writes into its source tree
+    target = tmp_path_factory.mktemp(f"{package}_site")
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-deps",
          "--no-build-isolation", "--no-index", "--target", str(target), str(source)],
         check=True,
     )  # fmt: skip
+    return target
+
+
+def plugin_venv(
+    base: Path, plugin: str, requirements: list[str], *, constraints: Path | None = None, timeout: float = 900
+) -> tuple[Path, Path]:
+    """plugins/<plugin>'s wheel built from this checkout and installed with `requirements` (and nothing
+    of this checkout) into a fresh venv under `base`: (the venv's python, the wheel)."""
+    import venv
+
+    def run(cmd: list[str]) -> None:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+        assert done.returncode == 0, f"{cmd[:4]} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}"
+
+    dist = base / "dist"
+    run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(dist),
+         str(ROOT / "plugins" / plugin)]
+    )  # fmt: skip
+    (wheel,) = dist.glob("*.whl")
+    env_dir = base / "venv"
+    venv.create(env_dir, with_pip=True)
+    python = env_dir / "bin" / "python"
+    pinned = ["-c", str(constraints)] if constraints is not None else []
+    run(
+        [
+            str(python),
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--disable-pip-version-check",
+            *pinned,
+            *requirements,
+            str(wheel),
+        ]
+    )
+    return python, wheel
+
+
+@pytest.fixture(scope="session")
+def user_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """tests/fixtures/user_pkg (users' own flytekit sensors) pip-installed into a directory of its own:
+    what an operator puts on the connector's path. Never imported here."""
+    target = installed_fixture(tmp_path_factory, "user_pkg")
     assert (target / "mysensors" / "markers.py").exists()
     return target

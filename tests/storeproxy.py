@@ -66,23 +66,10 @@ class CountingProxy:
                     proxy.open -= 1
                     proxy.closed.notify_all()
 
-            def do_HEAD(self) -> None:
+            def forward(self) -> None:
                 proxy._handle(self)
 
-            def do_GET(self) -> None:
-                proxy._handle(self)
-
-            def do_PUT(self) -> None:
-                proxy._handle(self)
-
-            def do_POST(self) -> None:
-                proxy._handle(self)
-
-            def do_PATCH(self) -> None:
-                proxy._handle(self)
-
-            def do_DELETE(self) -> None:
-                proxy._handle(self)
+            do_HEAD = do_GET = do_PUT = do_POST = do_PATCH = do_DELETE = forward
 
             def log_message(self, *args: object) -> None:
                 pass

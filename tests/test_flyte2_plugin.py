@@ -15,11 +15,9 @@ import datetime as dt
 import os
 import queue
 import subprocess
-import sys
 import textwrap
 import threading
 import time
-import venv
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -29,7 +27,7 @@ from flyteidl2.connector import connector_pb2, service_pb2_grpc
 from flyteidl2.core import execution_pb2, literals_pb2, tasks_pb2
 from flyteidl2.task import common_pb2
 
-from .conftest import ROOT, Clock, Connector, engine_of
+from .conftest import ROOT, Clock, Connector, engine_of, plugin_venv
 
 pytestmark = pytest.mark.slow
 
@@ -67,16 +65,7 @@ def run(cmd: list[str], **kwargs: Any) -> subprocess.CompletedProcess[bytes]:
 def flyte2_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A fresh venv with only the flyte SDK and the plugin wheel."""
     base = tmp_path_factory.mktemp("flyte2-plugin")
-    dist = base / "dist"
-    run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(dist),
-         str(ROOT / "plugins" / "flyte2")]
-    )  # fmt: skip
-    (wheel,) = dist.glob("flyteplugins_sensor_connector-*.whl")
-    env_dir = base / "venv"
-    venv.create(env_dir, with_pip=True)
-    python = env_dir / "bin" / "python"
-    run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", FLYTE, str(wheel)])
+    python, wheel = plugin_venv(base, "flyte2", [FLYTE], timeout=PIP_TIMEOUT)
     return {"python": python, "wheel": wheel, "base": base}
 
 

@@ -24,6 +24,7 @@ from .conftest import (
     SENSOR,
     Clock,
     Connector,
+    connected,
     engine_of,
     file_sensor_request,
     free_port,
@@ -189,8 +190,7 @@ async def test_metrics_refuse_a_window_that_ends_before_it_starts(
 async def test_prometheus_endpoint_counts_a_lifecycle_exactly(make_connector: Any, tmp_path: Path) -> None:
     server = await make_connector(metrics_port=free_port())
     target = tmp_path / "data.csv"
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-        c = Connector(server, channel)
+    async with connected(server) as c:
         meta = await c.create(file_sensor_request(str(target)))
         assert (await c.get(meta)).phase == Phase.RUNNING
         target.write_text("x")
@@ -236,8 +236,7 @@ async def test_prometheus_endpoint_has_the_conventional_series_once_each(
     server = await make_connector(metrics_port=free_port())
     target = tmp_path / "data.csv"
     target.write_text("x")
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-        c = Connector(server, channel)
+    async with connected(server) as c:
         meta = await c.create(file_sensor_request(str(target)))
         assert (await c.get(meta)).phase == Phase.SUCCEEDED
     families = metric_families(server.metrics.port)
@@ -272,8 +271,7 @@ async def test_prometheus_endpoint_has_the_conventional_series_once_each(
 async def test_every_get_and_poke_is_counted_once(make_connector: Any, tmp_path: Path) -> None:
     server = await make_connector(metrics_port=free_port())
     target = tmp_path / "data.csv"
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-        c = Connector(server, channel)
+    async with connected(server) as c:
         meta = await c.create(file_sensor_request(str(target)))
         for _ in range(6):
             assert (await c.get(meta)).phase == Phase.RUNNING
@@ -295,8 +293,7 @@ async def test_a_poke_over_budget_counts_a_timeout_and_logs_a_warning(
 
     server = await make_connector(metrics_port=free_port(), poke_timeout=0.05)
     monkeypatch.setattr(server.store, "info", hangs)
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-        c = Connector(server, channel)
+    async with connected(server) as c:
         meta = await c.create(file_sensor_request(str(tmp_path / "slow")))
         with caplog.at_level(logging.INFO):
             resource = await c.get(meta)
@@ -462,8 +459,7 @@ async def test_a_get_the_caller_abandons_counts_as_cancelled_not_as_success(
 
     server = await make_connector(metrics_port=free_port(), poke_timeout=60)
     monkeypatch.setattr(server.store, "info", hangs)
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-        c = Connector(server, channel)
+    async with connected(server) as c:
         meta = await c.create(file_sensor_request(str(tmp_path / "slow")))
         call = c.agent.GetTask(agent_pb2.GetTaskRequest(task_category=SENSOR, resource_meta=meta))
         await poking.wait()

@@ -3,8 +3,6 @@ found through the `flyte_sensor_connector.sensors` entry points and served by th
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +13,7 @@ from flyteidl.admin import agent_pb2
 from flyteidl.core import execution_pb2
 
 from .catalog import request_for, template_of
-from .conftest import ROOT, Connector
+from .conftest import ROOT, Connector, installed_fixture
 
 #: Starts processes: left out of the fast tier (`python3 dev.py check --fast`).
 pytestmark = pytest.mark.slow
@@ -27,14 +25,7 @@ FIXTURE = ROOT / "tests" / "fixtures" / "plugin_pkg"
 @pytest.fixture(scope="session")
 def plugin_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The fixture package pip-installed (offline, no build isolation) into a directory of its own."""
-    source = tmp_path_factory.mktemp("plugin_src") / "plugin_pkg"
-    shutil.copytree(FIXTURE, source)  # the build writes into its source tree; keep the repo clean
-    target = tmp_path_factory.mktemp("plugin_site")
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-deps",
-         "--no-build-isolation", "--no-index", "--target", str(target), str(source)],
-        check=True,
-    )  # fmt: skip
+    target = installed_fixture(tmp_path_factory, "plugin_pkg")
     assert list(target.glob("fsc_plugin_fixture-*.dist-info/entry_points.txt"))
     return target
 

@@ -4,7 +4,6 @@ real connector applies it, driven through flyteidl stubs with the engine on a cl
 from __future__ import annotations
 
 import datetime as dt
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from sensors.flytekit import FileSensor, GlobSensor, HttpSensor, SqlSensor, Time
 from sensors.policy import Policy
 
 from .catalog import expect_rejected, request_for, template_of
-from .conftest import Clock, Connector, engine_of, with_secret_policy
+from .conftest import Clock, Connector, engine_of, sqlite_secret, with_secret_policy
 from .httpserver import Answer, HttpServer, serve
 
 Phase = execution_pb2.TaskExecution.Phase
@@ -314,10 +313,12 @@ def config(config: Config) -> Config:
 
 @pytest.fixture
 def empty_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    path = tmp_path / "empty.db"
-    with sqlite3.connect(path) as conn:
-        conn.execute("create table sales (day text)")
-    monkeypatch.setenv("SENSOR_CONNECTOR_SECRET_POLICY_DB", f"sqlite:///{path}")
+    sqlite_secret(
+        tmp_path / "empty.db",
+        monkeypatch,
+        "SENSOR_CONNECTOR_SECRET_POLICY_DB",
+        "create table sales (day text)",
+    )
 
 
 CATALOG = {

@@ -23,7 +23,7 @@ from connector.server import Server
 from sensors.flytekit import SqlSensor
 
 from .catalog import request_for
-from .conftest import Connector, file_sensor_request, with_secret_policy
+from .conftest import Connector, file_sensor_request, sqlite_secret, with_secret_policy
 from .postgres import postgres_server
 
 Phase = execution_pb2.TaskExecution.Phase
@@ -47,12 +47,13 @@ def config(config: Config) -> Config:
 
 @pytest.fixture
 def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = tmp_path / "sales.db"
-    with sqlite3.connect(path) as conn:
-        conn.execute("create table sales (day text, amount real, note text)")
-        conn.execute("insert into sales values ('2026-11-24', 1.5, 'hunter2')")
-    monkeypatch.setenv("SENSOR_CONNECTOR_SECRET_SALES_DB_URL", f"sqlite:///{path}")
-    return path
+    return sqlite_secret(
+        tmp_path / "sales.db",
+        monkeypatch,
+        "SENSOR_CONNECTOR_SECRET_SALES_DB_URL",
+        "create table sales (day text, amount real, note text)",
+        "insert into sales values ('2026-11-24', 1.5, 'hunter2')",
+    )
 
 
 def reading(db: Path) -> bool:

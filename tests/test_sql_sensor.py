@@ -14,7 +14,7 @@ from connector.config import Config
 from sensors.flytekit import SqlSensor
 
 from .catalog import expect_rejected, request_for
-from .conftest import Connector, with_secret_policy
+from .conftest import Connector, sqlite_secret, with_secret_policy
 
 Phase = execution_pb2.TaskExecution.Phase
 QUERY = "select count(*) > 0 from sales where day = '2026-11-24'"
@@ -31,11 +31,10 @@ def config(config: Config) -> Config:
 @pytest.fixture
 def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An empty sales table in a SQLite file, its URL in the connector secret sales-db-url."""
-    path = tmp_path / "sales.db"
-    with sqlite3.connect(path) as conn:
-        conn.execute("create table sales (day text, amount real)")
-    monkeypatch.setenv("SENSOR_CONNECTOR_SECRET_SALES_DB_URL", f"sqlite:///{path}")
-    return path
+    env = "SENSOR_CONNECTOR_SECRET_SALES_DB_URL"
+    return sqlite_secret(
+        tmp_path / "sales.db", monkeypatch, env, "create table sales (day text, amount real)"
+    )
 
 
 def insert(db: Path, day: str) -> None:

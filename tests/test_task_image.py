@@ -18,9 +18,7 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import textwrap
-import venv
 import zipfile
 from importlib.metadata import distributions, version
 from pathlib import Path
@@ -31,7 +29,7 @@ from flyteidl.admin import agent_pb2
 from flyteidl.core import execution_pb2, tasks_pb2
 from google.protobuf import json_format
 
-from .conftest import ROOT, Connector, inputs
+from .conftest import ROOT, Connector, inputs, plugin_venv
 
 #: Starts processes: left out of the fast tier (`python3 dev.py check --fast`).
 pytestmark = pytest.mark.slow
@@ -136,21 +134,10 @@ def pins() -> list[str]:
 def task_image(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A fresh venv with only flytekit and the plugin wheel, and a work dir holding the workflow."""
     base = tmp_path_factory.mktemp("task-image")
-    dist = base / "dist"
-    run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(dist),
-         str(ROOT / "plugins" / "flytekit")]
-    )  # fmt: skip
-    (wheel,) = dist.glob("flytekitplugins_sensor_connector-*.whl")
-    env_dir = base / "venv"
-    venv.create(env_dir, with_pip=True)
-    python = env_dir / "bin" / "python"
     constraints = base / "constraints.txt"
     constraints.write_text("\n".join(pins()) + "\n")
-    run(
-        [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", "-c", str(constraints),
-         f"flytekit=={version('flytekit')}", str(wheel)]
-    )  # fmt: skip
+    flytekit = f"flytekit=={version('flytekit')}"
+    python, wheel = plugin_venv(base, "flytekit", [flytekit], constraints=constraints, timeout=PIP_TIMEOUT)
     work = base / "work"
     work.mkdir()
     (work / "workflow_module.py").write_text(WORKFLOW)

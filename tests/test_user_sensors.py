@@ -315,6 +315,9 @@ async def test_a_blocking_poke_never_delays_other_calls(
         assert scrape(up.metrics_port)[("flyte_sensor_connector_user_pokes_abandoned_total", sleepy)] == 1
         warned = [r for r in log_records(up.process) if "abandoned a poke" in str(r.get("message"))]
         assert warned and warned[0]["level"] == "WARNING" and warned[0]["sensor"] == sleepy[0][1]
+        # The line names the execution whose poke it abandoned, as every other line about a task does.
+        assert warned[0]["execution"] == "flytesnacks/development/run-17"
+        assert (warned[0]["node"], warned[0]["operation"]) == ("n0", "get")
     finally:
         up.process.stop()
 

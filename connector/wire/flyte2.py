@@ -38,11 +38,11 @@ import grpc
 from flyteidl.admin import agent_pb2
 from flyteidl2.connector import connector_pb2, service_pb2, service_pb2_grpc
 
-from ..engine.errors import InvalidArgument, NotFound, capped
+from ..engine.errors import InvalidArgument, capped
 from ..engine.registry import EngineRegistry, TaskCategory
 from ..observe.logs import PROTOCOL
 from ..observe.metrics import Metrics
-from .services import FLYTE2, UNKNOWN, AsyncAgentService, Route, guarded, refuse
+from .services import FLYTE2, UNKNOWN, AsyncAgentService, Route, discovered, guarded, named, refuse
 
 #: The file that declares flyteidl2's connector services.
 SERVICES = service_pb2.DESCRIPTOR
@@ -172,28 +172,23 @@ async def _no_category() -> Any:
     raise InvalidArgument(_NO_CATEGORY)
 
 
+def _connector(name: str) -> connector_pb2.Connector:
+    return connector_pb2.Connector(name=name)
+
+
 class ConnectorMetadataService(service_pb2_grpc.ConnectorMetadataServiceServicer):  # type: ignore[misc]
     """What Flyte 2's plugin discovers every 10 s: the connectors and the task categories they serve."""
 
     def __init__(self, engines: EngineRegistry) -> None:
         self.engines = engines
 
-    def _connectors(self) -> dict[str, connector_pb2.Connector]:
-        connectors = {}
-        for name, engines in self.engines.agents().items():
-            connector = connector_pb2.Connector(name=name)
-            for engine in engines:
-                connector.supported_task_categories.add(
-                    name=engine.category.name, version=engine.category.version
-                )
-            connectors[name] = connector
-        return connectors
-
     async def ListConnectors(
         self, request: connector_pb2.ListConnectorsRequest, context: grpc.aio.ServicerContext
     ) -> connector_pb2.ListConnectorsResponse:
         """Every connector this deployment runs."""
-        return connector_pb2.ListConnectorsResponse(connectors=list(self._connectors().values()))
+        return connector_pb2.ListConnectorsResponse(
+            connectors=list(discovered(self.engines, _connector).values())
+        )
 
     async def GetConnector(
         self, request: connector_pb2.GetConnectorRequest, context: grpc.aio.ServicerContext
@@ -201,11 +196,9 @@ class ConnectorMetadataService(service_pb2_grpc.ConnectorMetadataServiceServicer
         """One connector by name."""
 
         async def work() -> connector_pb2.GetConnectorResponse:
-            connectors = self._connectors()
-            if request.name not in connectors:
-                known = ", ".join(sorted(connectors))
-                raise NotFound(f"no connector is named {request.name!r}; this deployment runs {known}.")
-            return connector_pb2.GetConnectorResponse(connector=connectors[request.name])
+            found = discovered(self.engines, _connector)
+            connector = named(found, request.name, "connector", "this deployment")
+            return connector_pb2.GetConnectorResponse(connector=connector)
 
         return await guarded(context, "get_connector", capped(request.name, 60), work, protocol=FLYTE2)
 

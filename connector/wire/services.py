@@ -168,31 +168,43 @@ class AsyncAgentService(agent_pb2_grpc.AsyncAgentServiceServicer):  # type: igno
             self.metrics.request_done(route.task_type, "get", time.perf_counter() - t0, None, self.protocol)
         return response
 
+    async def _routed(
+        self,
+        context: grpc.aio.ServicerContext,
+        operation: str,
+        request: Any,
+        work: Callable[[Engine], Awaitable[T]],
+    ) -> T:
+        """`work(engine)` with the engine of the request's category, guarded (Delete, logs, metrics)."""
+        PROTOCOL.set(self.protocol)
+        route = self._route(request)
+
+        async def served() -> T:
+            return await work(route.served())
+
+        return await guarded(context, operation, route.label, served, self.metrics, self.protocol)
+
     async def DeleteTask(
         self, request: agent_pb2.DeleteTaskRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.DeleteTaskResponse:
         """Stop watching; idempotent."""
-        PROTOCOL.set(self.protocol)
-        route = self._route(request)
 
-        async def work() -> agent_pb2.DeleteTaskResponse:
-            await route.served().delete(request.resource_meta)
+        async def work(engine: Engine) -> agent_pb2.DeleteTaskResponse:
+            await engine.delete(request.resource_meta)
             return agent_pb2.DeleteTaskResponse()
 
-        return await guarded(context, "delete", route.label, work, self.metrics, self.protocol)
+        return await self._routed(context, "delete", request, work)
 
     async def GetTaskLogs(
         self, request: agent_pb2.GetTaskLogsRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[agent_pb2.GetTaskLogsResponse]:
         """The task's story in plain words: a header, then a body of at most `lines` lines (the last ones)."""
-        PROTOCOL.set(self.protocol)
-        route = self._route(request)
 
-        async def work() -> list[agent_pb2.LogLine]:
-            lines = await route.served().logs(request.resource_meta)
+        async def work(engine: Engine) -> list[agent_pb2.LogLine]:
+            lines = await engine.logs(request.resource_meta)
             return lines[-request.lines :] if request.lines > 0 else lines
 
-        lines = await guarded(context, "get_logs", route.label, work, self.metrics, self.protocol)
+        lines = await self._routed(context, "get_logs", request, work)
         # Everything fits one page, so the continuation token is empty.
         yield agent_pb2.GetTaskLogsResponse(header=agent_pb2.GetTaskLogsResponseHeader(token=""))
         body = agent_pb2.GetTaskLogsResponseBody(
@@ -204,15 +216,12 @@ class AsyncAgentService(agent_pb2_grpc.AsyncAgentServiceServicer):  # type: igno
         self, request: agent_pb2.GetTaskMetricsRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.GetTaskMetricsResponse:
         """Figures for the queries named (all known when none are); unknown names are logged, skipped."""
-        PROTOCOL.set(self.protocol)
-        route = self._route(request)
 
-        async def work() -> agent_pb2.GetTaskMetricsResponse:
-            engine = route.served()
+        async def work(engine: Engine) -> agent_pb2.GetTaskMetricsResponse:
             results = await engine.metrics(request.resource_meta, list(request.queries), _window(request))
             return agent_pb2.GetTaskMetricsResponse(results=results)
 
-        return await guarded(context, "get_metrics", route.label, work, self.metrics, self.protocol)
+        return await self._routed(context, "get_metrics", request, work)
 
 
 def _window(request: agent_pb2.GetTaskMetricsRequest) -> TimeWindow:
@@ -226,6 +235,25 @@ def _window(request: agent_pb2.GetTaskMetricsRequest) -> TimeWindow:
     return TimeWindow(start, end, step)
 
 
+def discovered(engines: EngineRegistry, entry: Callable[[str], Any]) -> dict[str, Any]:
+    """By name, what discovery lists of each agent (flyteidl's `Agent`, flyteidl2's `Connector`, made by
+    `entry(name)`): the task categories its engines serve."""
+    found = {}
+    for name, served in engines.agents().items():
+        message = entry(name)
+        for engine in served:
+            message.supported_task_categories.add(name=engine.category.name, version=engine.category.version)
+        found[name] = message
+    return found
+
+
+def named(found: dict[str, Any], name: str, noun: str, runs: str) -> Any:
+    """The entry of `found` called `name`, or NotFound listing those `runs` runs ("this connector")."""
+    if name not in found:
+        raise NotFound(f"no {noun} is named {name!r}; {runs} runs {', '.join(sorted(found))}.")
+    return found[name]
+
+
 class AgentMetadataService(agent_pb2_grpc.AgentMetadataServiceServicer):  # type: ignore[misc]
     """What propeller's discovery reads: the agents and the task categories they serve."""
 
@@ -233,15 +261,9 @@ class AgentMetadataService(agent_pb2_grpc.AgentMetadataServiceServicer):  # type
         self.engines = engines
 
     def _agents(self) -> dict[str, agent_pb2.Agent]:
-        agents = {}
-        for name, engines in self.engines.agents().items():
-            agent = agent_pb2.Agent(name=name, is_sync=False)
-            for engine in engines:
-                agent.supported_task_types.append(engine.category.name)
-                agent.supported_task_categories.add(
-                    name=engine.category.name, version=engine.category.version
-                )
-            agents[name] = agent
+        agents = discovered(self.engines, lambda name: agent_pb2.Agent(name=name, is_sync=False))
+        for agent in agents.values():  # the field older propellers read
+            agent.supported_task_types.extend(c.name for c in agent.supported_task_categories)
         return agents
 
     async def ListAgents(
@@ -256,10 +278,7 @@ class AgentMetadataService(agent_pb2_grpc.AgentMetadataServiceServicer):  # type
         """One agent by name."""
 
         async def work() -> agent_pb2.GetAgentResponse:
-            agents = self._agents()
-            if request.name not in agents:
-                known = ", ".join(sorted(agents))
-                raise NotFound(f"no agent is named {request.name!r}; this connector runs {known}.")
-            return agent_pb2.GetAgentResponse(agent=agents[request.name])
+            agent = named(self._agents(), request.name, "agent", "this connector")
+            return agent_pb2.GetAgentResponse(agent=agent)
 
         return await guarded(context, "get_agent", capped(request.name, 60), work)

@@ -120,6 +120,15 @@ class Sharing:
         except TimeoutError:
             raise TransientError(self._no_answer(url, protocol, budget)) from None
 
+    def keep(self, key: Key, started: float, value: Any) -> None:
+        """Keep `value`, found without `ask` by a request that started at `started`, for later askers
+        (`arrived`), when sharing is on: users' own pokes, which run in worker threads, share this way."""
+        if not self.on:
+            return
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        future.set_result(value)
+        self.remember(key, Answer(started, future))
+
     def fresh(self, key: Key, now: float) -> Answer | None:
         """The shared answer (or request in flight) for `key`, if it started within the staleness bound."""
         answer = self.answers.get(key)

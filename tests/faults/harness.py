@@ -22,7 +22,7 @@ from flyteidl.admin import agent_pb2
 from flyteidl.service import agent_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from ..conftest import SENSOR
+from ..conftest import SENSOR, Listener
 
 T = TypeVar("T")
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -115,27 +115,20 @@ class Replicas:
         return reply.resource
 
 
-class SlowProxy:
+class SlowProxy(Listener):
     """A TCP proxy to `target` that holds every chunk a client sends for `delay` seconds: a slow store."""
 
     def __init__(self, target: tuple[str, int], delay: float) -> None:
         self.target = target
         self.delay = delay
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.endpoint = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
         self.requests = 0
         self._lock = threading.Lock()
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__()
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(self.target)
-            threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True).start()
-            threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
+    def take(self, conn: socket.socket) -> None:
+        upstream = socket.create_connection(self.target)
+        threading.Thread(target=self._pump, args=(conn, upstream, True), daemon=True).start()
+        threading.Thread(target=self._pump, args=(upstream, conn, False), daemon=True).start()
 
     def _pump(self, source: socket.socket, sink: socket.socket, slow: bool) -> None:
         try:
@@ -151,9 +144,6 @@ class SlowProxy:
             for sock in (source, sink):
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
-
-    def close(self) -> None:
-        self.listener.close()
 
 
 class MotoProcess:

@@ -18,12 +18,13 @@ from typing import Any
 
 import grpc
 import pytest
+from flyteidl.admin import agent_pb2
 from flyteidl.core import execution_pb2
 
 from sensors.flytekit import GlobSensor
 
 from ..catalog import request_for
-from ..conftest import Connector, file_sensor_request, spawn
+from ..conftest import Connector, connected, file_sensor_request, spawn
 from ..emulators import (
     AZURE_KEY,
     Azurite,
@@ -83,16 +84,20 @@ async def test_a_missing_bucket_or_container_fails_naming_the_path(
     assert_failed_for(resource, url, f"the {kind} {gone.name} does not exist")
 
 
+async def listed_glob(make_connector: Any, pattern: str) -> agent_pb2.Resource:
+    """The first answer to a GlobSensor for `pattern` from a connector sharing answers, so that a prefix
+    listing answers it."""
+    server = await make_connector(max_staleness=1.0)
+    async with connected(server) as c:
+        return await c.get(await c.create(request_for(GlobSensor(name="g"), pattern=pattern)))
+
+
 async def test_a_missing_bucket_fails_a_glob_sensor_answered_by_a_listing(
     make_connector: Any, bucket: Bucket
 ) -> None:
-    server = await make_connector(max_staleness=1.0)
     gone = Bucket(bucket.protocol, bucket.server, f"{bucket.name}-gone")
     pattern = gone.url("day/*.csv")
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-        c = Connector(server, channel)
-        resource = await c.get(await c.create(request_for(GlobSensor(name="g"), pattern=pattern)))
-    assert_failed_for(resource, pattern, "does not exist")
+    assert_failed_for(await listed_glob(make_connector, pattern), pattern, "does not exist")
 
 
 async def test_permission_denied_fails_naming_the_path(
@@ -132,13 +137,9 @@ async def test_throttling_and_server_errors_keep_the_sensor_waiting_and_say_so(
 async def test_throttling_keeps_a_glob_sensor_answered_by_a_listing_waiting(
     make_connector: Any, bucket: Bucket, proxy: CountingProxy
 ) -> None:
-    server = await make_connector(max_staleness=1.0)
     proxy.mode = "slowdown"
     pattern = bucket.url("busy/*.csv")
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-        c = Connector(server, channel)
-        resource = await c.get(await c.create(request_for(GlobSensor(name="g"), pattern=pattern)))
-    assert_waiting(resource, pattern, "the store answered 503")
+    assert_waiting(await listed_glob(make_connector, pattern), pattern, "the store answered 503")
 
 
 async def test_a_store_that_never_answers_keeps_the_sensor_waiting(
@@ -147,8 +148,7 @@ async def test_a_store_that_never_answers_keeps_the_sensor_waiting(
     server = await make_connector(poke_timeout=1.5)
     proxy.mode = "hang"
     url = bucket.url("slow/key")
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-        c = Connector(server, channel)
+    async with connected(server) as c:
         resource = await c.get(await c.create(file_sensor_request(url)))
     assert resource.phase == Phase.RUNNING, resource.message
     assert resource.message.startswith(url), resource.message
@@ -183,8 +183,7 @@ async def own(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
 async def test_a_store_killed_mid_run_and_restarted_fails_no_sensor(own: Own, make_connector: Any) -> None:
     server = await make_connector(poke_timeout=1.5)
     errors: list[grpc.StatusCode] = []
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-        c = Connector(server, channel)
+    async with connected(server) as c:
         urls = [own.bucket.url(f"k{i}") for i in range(4)]
         metas = [await c.create(file_sensor_request(url)) for url in urls]
         assert {(await c.get(m)).phase for m in metas} == {Phase.RUNNING}

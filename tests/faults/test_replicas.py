@@ -54,9 +54,7 @@ def replica(key_file: Path, state: Path, store: SlowProxy, *args: str) -> Proces
 async def test_sigterm_with_50_calls_in_flight_loses_none(
     key_file: Path, tmp_path: Path, s3: S3, slow_store: SlowProxy
 ) -> None:
-    store = s3.client()
-    for i in range(50):
-        store.put_object(Bucket=s3.bucket, Key=f"k{i}", Body=b"x")
+    s3.put(f"k{i}" for i in range(50))
     a, b = await asyncio.gather(
         asyncio.to_thread(
             replica, key_file, tmp_path, slow_store, "--drain-period", "2", "--grace-period", "20"
@@ -100,9 +98,7 @@ async def test_sigterm_with_50_calls_in_flight_loses_none(
 async def test_a_replica_killed_mid_poll_and_restarted_costs_no_task_its_phase(
     key_file: Path, tmp_path: Path, s3: S3, slow_store: SlowProxy
 ) -> None:
-    store = s3.client()
-    for i in range(10):
-        store.put_object(Bucket=s3.bucket, Key=f"present{i}", Body=b"x")
+    s3.put(f"present{i}" for i in range(10))
     keys = [f"present{i}" for i in range(10)] + [f"absent{i}" for i in range(10)]
     expected = [Phase.SUCCEEDED] * 10 + [Phase.RUNNING] * 10
     # The replacement starts with the others, as a surge pod would, and joins once `a` is gone: it only

@@ -231,7 +231,7 @@ class SensorEngine(Engine):
     def _build(self, resource_meta: bytes, state: SensorState, sensor: Sensor[Any]) -> Task:
         extra = {"operation": "get", "category": str(self.category), "sensor": state.sensor}
         extra |= {"task": task_id(resource_meta), **state.execution.log_fields()}
-        context = PokeContext(created_at=state.created_at, timeout=self.poke_timeout, store=self.store)
+        context = PokeContext(state.created_at, self.poke_timeout, self.store, extra)
         return Task(state, sensor, extra, answer.fixed_part(state, sensor), context)
 
     async def poke(self, task: Task, started_at: dt.datetime | None = None) -> PokeOutcome:

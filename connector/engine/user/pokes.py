@@ -22,7 +22,7 @@ import inspect
 import logging
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -135,10 +135,13 @@ class PokeRunner:
         """Worker threads started so far."""
         return len(self._workers)
 
-    async def run(self, sensor: str, call: Callable[[], Any]) -> Any:
+    async def run(
+        self, sensor: str, call: Callable[[], Any], log_extra: Mapping[str, Any] | None = None
+    ) -> Any:
         """`call()` in a worker (awaited there if it returns an awaitable): its result, or its exception.
 
-        Cancelling the caller (a timeout) drops the poke if it has not started, else abandons it.
+        Cancelling the caller (a timeout) drops the poke if it has not started, else abandons it; the
+        line logged then carries `log_extra` (the execution the poke was for).
         """
         slots = self._slots.get(sensor)
         if slots is None:
@@ -162,7 +165,7 @@ class PokeRunner:
             return await asyncio.shield(job.done)
         except asyncio.CancelledError:
             if not job.done.done():
-                self._abandon(sensor, slots, worker, job)
+                self._abandon(sensor, slots, worker, job, log_extra)
             raise
 
     async def _worker(self) -> _Worker:
@@ -198,7 +201,9 @@ class PokeRunner:
         slots.semaphore.release()
         self._give_back(worker)
 
-    def _abandon(self, sensor: str, slots: _Slots, worker: _Worker, job: _Job) -> None:
+    def _abandon(
+        self, sensor: str, slots: _Slots, worker: _Worker, job: _Job, log_extra: Mapping[str, Any] | None
+    ) -> None:
         job.abandoned = True
         slots.hung += 1
         worker.loop.call_soon_threadsafe(worker.cancel, job)
@@ -210,7 +215,7 @@ class PokeRunner:
             sensor,
             slots.hung,
             slots.limit,
-            extra={"sensor": sensor},
+            extra={**(log_extra or {}), "sensor": sensor},
         )
 
     def close(self) -> None:

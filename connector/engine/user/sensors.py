@@ -37,6 +37,7 @@ from flyteidl.core import literals_pb2
 from sensors.base import ConfigError, PermanentError, PokeContext, PokeResult, Sensor, TransientError, short
 from sensors.policy import Policy
 from sensors.registry import SensorRegistry
+from sensors.store.sharing import Sharing, Stats
 
 from ...state import literals
 from ..errors import FailedPrecondition, InvalidArgument, NotFound, RequestError, Unavailable
@@ -49,42 +50,11 @@ PERMANENT_ERROR_NAME = "PermanentError"
 #: User sensor objects kept per worker thread, keyed by (sensor, config): built once, not per Get.
 INSTANCES_PER_THREAD = 256
 OPTION = "--sensor-modules (SENSOR_CONNECTOR_SENSOR_MODULES, chart value sensorModules)"
-#: Answers kept for sharing at most (an LRU of True/False by question digest).
+#: Answers kept for sharing at most (True/False by question), as `--max-staleness` allows: the same
+#: question is the same sensor class, sensor_config and inputs (two tasks waiting for one table
+#: partition, or one task asked again sooner than the window), counted from when the answering poke
+#: started. Exceptions and other answers are never shared: every Get pokes again.
 SHARED_ANSWERS = 4096
-
-
-class SharedAnswers:
-    """True/False answers of user pokes, shared by pokes asking the same within `max_staleness`.
-
-    The same question is the same sensor class, sensor_config and inputs (two tasks waiting for one
-    table partition, or one task asked again sooner than the window): as `--max-staleness` does for
-    the catalog's object-store answers, counted from when the answering poke started. Exceptions and
-    other answers are never shared: every Get pokes again. 0 turns it off.
-    """
-
-    def __init__(self, max_staleness: float, entries: int = SHARED_ANSWERS) -> None:
-        self.max_staleness = max_staleness
-        self.entries = entries
-        self._answers: OrderedDict[bytes, tuple[float, bool]] = OrderedDict()
-
-    def get(self, key: bytes) -> bool | None:
-        """A fresh answer to `key`, or None."""
-        found = self._answers.get(key)
-        if found is None:
-            return None
-        if time.monotonic() - found[0] > self.max_staleness:
-            del self._answers[key]
-            return None
-        return found[1]
-
-    def put(self, key: bytes, started: float, answer: bool) -> None:
-        """Keep `answer`, given by a poke that started at `started` (time.monotonic)."""
-        if self.max_staleness <= 0:
-            return
-        self._answers[key] = (started, answer)
-        self._answers.move_to_end(key)
-        if len(self._answers) > self.entries:
-            self._answers.popitem(last=False)
 
 
 @dataclass(frozen=True)
@@ -137,7 +107,8 @@ class UserSensor(Sensor[FlytekitCall]):
     declared: ClassVar[Mapping[str, Any]] = {}
     optional: ClassVar[frozenset[str]] = frozenset()
     runner: ClassVar[PokeRunner]
-    answers: ClassVar[SharedAnswers]
+    #: True/False answers shared by pokes asking the same question (see SHARED_ANSWERS).
+    answers: ClassVar[Sharing]
 
     def __init__(self, config: FlytekitCall) -> None:
         super().__init__(config)
@@ -146,9 +117,8 @@ class UserSensor(Sensor[FlytekitCall]):
         #: The decoded inputs, once a worker has decoded them (a task decodes them once).
         self._kwargs: dict[str, Any] | None = None
         #: The question this task asks, for answer sharing.
-        self._question = hashlib.blake2b(
-            b"\0".join((self.name.encode(), config.sensor_config.encode(), config.inputs)), digest_size=16
-        ).digest()
+        digest = hashlib.blake2b(b"\0".join((config.sensor_config.encode(), config.inputs)), digest_size=16)
+        self._question = ("poke", self.name, digest.hexdigest())
 
     # -- CreateTask ---------------------------------------------------------------------------
     @classmethod
@@ -215,14 +185,13 @@ class UserSensor(Sensor[FlytekitCall]):
 
     async def poke(self, inputs: Mapping[str, Any], ctx: PokeContext) -> PokeResult:
         """Run the author's poke in a worker; its answer as a PokeResult, its exception as is."""
-        shared = self.answers.get(self._question)
-        if shared is not None:
-            answer: Any = shared
-        else:
+        answers = self.answers
+        answer: Any = answers.arrived(self._question, time.monotonic()) if answers.on else None
+        if answer is None:
             started = time.monotonic()
-            answer = await self._poke_now()
+            answer = await self._poke_now(ctx)
             if type(answer) is bool:
-                self.answers.put(self._question, started, answer)
+                answers.keep(self._question, started, answer)
         if type(answer) is not bool:
             raise TransientError(
                 f"{self.name}.poke answered {type(answer).__name__} {short(repr(answer), 60)}, "
@@ -232,9 +201,9 @@ class UserSensor(Sensor[FlytekitCall]):
             return PokeResult(True, f"{self.name}.poke answered True.")
         return PokeResult(False, f"{self.name}.poke answered False; will poke again.")
 
-    async def _poke_now(self) -> Any:
+    async def _poke_now(self, ctx: PokeContext) -> Any:
         try:
-            return await self.runner.run(self.name, self._poke)
+            return await self.runner.run(self.name, self._poke, ctx.log_extra)
         except SlotsHung as exc:
             raise TransientError(str(exc)) from None
         except Exception as exc:
@@ -289,7 +258,7 @@ def _instance(cls: type[UserSensor], key: str, config: Any) -> Any:
     return sensor
 
 
-def adapter(user_class: type[Any], runner: PokeRunner, answers: SharedAnswers) -> type[UserSensor]:
+def adapter(user_class: type[Any], runner: PokeRunner, answers: Sharing) -> type[UserSensor]:
     """The catalog class serving `user_class` under `module.ClassName`."""
     poke = user_class.poke
     hints = typing.get_type_hints(poke)
@@ -325,7 +294,7 @@ def load(
         return found
     from flytekit.sensor.base_sensor import BaseSensor
 
-    answers = SharedAnswers(max_staleness)
+    answers = Sharing(max_staleness, SHARED_ANSWERS, time.monotonic, Stats())
 
     for module in modules:
         try:

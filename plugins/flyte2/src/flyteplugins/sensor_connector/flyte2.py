@@ -32,8 +32,7 @@ import dataclasses
 import datetime as dt
 import inspect
 import logging
-from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any
 
 from flyte.connectors import (
     AsyncConnector,
@@ -48,7 +47,7 @@ from flyteidl2.core.execution_pb2 import TaskExecution
 from google.protobuf import json_format
 
 from .base import PermanentError, PokeContext, Sensor, TransientError, _is_optional
-from .declaration import MET_OUTPUT, declare
+from .declaration import MET_OUTPUT, CatalogTask, Declaration
 from .file import FileSensor as CatalogFileSensor
 from .glob import GlobSensor as CatalogGlobSensor
 from .http import HttpSensor as CatalogHttpSensor
@@ -70,56 +69,39 @@ CATALOG: dict[str, type[Sensor[Any]]] = {
 }
 
 
-class SensorTask(AsyncConnectorExecutorMixin, TaskTemplate):  # type: ignore[misc]
+class SensorTask(CatalogTask, AsyncConnectorExecutorMixin, TaskTemplate):  # type: ignore[misc]
     """A connector-backed Flyte 2 task whose poke is a catalog sensor's poke."""
 
-    catalog: ClassVar[type[Sensor[Any]]]
+    framework = "flyte"
 
-    def __init__(
-        self,
-        name: str,
-        config: Mapping[str, Any] | None = None,
-        *,
-        outputs: bool | Sequence[str] = False,
-        met: bool | None = None,
-        **kwargs: Any,
-    ) -> None:
-        declared = declare(
-            self.catalog,
-            config,
-            kwargs,
-            outputs=outputs,
-            met=met,
-            task_keywords=_task_keywords(),
-            framework="flyte",
-        )
+    @classmethod
+    def task_keywords(cls) -> frozenset[str]:
+        """The keywords TaskTemplate takes (image, retries, ...): passed on to it, never taken as config."""
+        return frozenset(f.name for f in dataclasses.fields(TaskTemplate) if f.init)
+
+    def task_arguments(self, name: str, declaration: Declaration) -> dict[str, Any]:
         # Required inputs have no default; optional ones (e.g. TimeSensor's `at`) default to None.
         inputs = {
             n: (tp, None if _is_optional(tp) else inspect.Parameter.empty)
             for n, tp in self.catalog.inputs.items()
         }
-        options = {"image": None, **declared.task_options}  # nothing runs in a container: the connector pokes
-        super().__init__(
-            name=name,
-            interface=NativeInterface(inputs, {n: declared.offered[n] for n in declared.outputs}),
-            task_type=TASK_TYPE,
-            task_type_version=TASK_TYPE_VERSION,
-            **options,
-        )
-        self.sensor_config = declared.sensor_config
+        outputs = {n: declaration.offered[n] for n in declaration.outputs}
+        return {
+            "name": name,
+            "interface": NativeInterface(inputs, outputs),
+            "task_type": TASK_TYPE,
+            "task_type_version": TASK_TYPE_VERSION,
+            "image": None,  # nothing runs in a container: the connector pokes
+            **declaration.task_options,
+        }
 
     def custom_config(self, sctx: SerializationContext) -> dict[str, Any]:
         """The template's `custom`, as flytekit's sensors write it and the connector reads it."""
         return {
             "sensor_module": __name__,
             "sensor_name": self.catalog.name,
-            "sensor_config": self.sensor_config,
+            "sensor_config": self.declaration.sensor_config,
         }
-
-
-def _task_keywords() -> frozenset[str]:
-    """The keywords TaskTemplate takes (image, retries, ...): passed on to it, never taken as config."""
-    return frozenset(f.name for f in dataclasses.fields(TaskTemplate) if f.init)
 
 
 class FileSensor(SensorTask):
