@@ -322,6 +322,36 @@ async def test_a_blocking_poke_never_delays_other_calls(
         up.process.stop()
 
 
+@dataclass
+class Slow:
+    """The fixture's `Slow` input by its fields (the fixture's own blocks when built, as it must there)."""
+
+    seconds: int
+
+
+def test_an_input_that_never_decodes_fails_create_and_its_line_names_the_execution(
+    user_site: Path, key_file: Path
+) -> None:
+    from flytekit import FlyteContextManager
+    from flytekit.core.type_engine import TypeEngine
+
+    ctx = FlyteContextManager.current_context()
+    lit = TypeEngine.to_literal(ctx, Slow(30), Slow, TypeEngine.to_literal_type(Slow))
+    values = literals_pb2.LiteralMap(literals={"slow": lit.to_flyte_idl()})
+    up = serve_user_sensors(user_site, key_file, "--poke-timeout", "1")
+    try:
+        with pytest.raises(grpc.RpcError) as info:
+            up.create(request("user_slow_input.json", values, run="run-18"))
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "inputs could not be read within --poke-timeout (1s)" in str(info.value.details())
+    finally:
+        up.process.stop()  # its log, read whole
+    warned = [r for r in log_records(up.process) if "abandoned a poke" in str(r.get("message"))]
+    assert warned and warned[0]["sensor"] == "mysensors.markers.SlowInputSensor"
+    assert warned[0]["execution"] == "flytesnacks/development/run-18"
+    assert (warned[0]["node"], warned[0]["operation"]) == ("n0", "create")
+
+
 async def test_a_module_that_is_not_allowed_is_refused_naming_the_option(connector: Connector) -> None:
     # The in-process server here serves no user modules; the request names the fixture's module.
     req = request("user_marker.json", inputs(path="/tmp/x"))

@@ -59,6 +59,7 @@ def user_vectors() -> dict[str, object]:
         "user_gone.json": template_json(markers.GoneSensor(name="wait_gone")),
         "user_sleepy.json": template_json(markers.SleepySensor(name="wait_sleepy")),
         "user_stuck.json": template_json(markers.StuckSensor(name="wait_stuck")),
+        "user_slow_input.json": template_json(markers.SlowInputSensor(name="wait_slow_input")),
         "user_maybe.json": template_json(markers.MaybeSensor(name="wait_maybe")),
     }
 

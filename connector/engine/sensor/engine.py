@@ -129,8 +129,10 @@ class SensorEngine(Engine):
             default_deadline=default_deadline,
         )
         cls = self.sensors.resolve(state.sensor)
+        extra = {"operation": "create", "category": str(self.category), "sensor": state.sensor}
+        extra |= state.execution.log_fields()
         if issubclass(cls, UserSensor):  # an author's flytekit sensor: its inputs must decode, off the loop
-            await cls.check_decodes(state.config, self.poke_timeout)
+            await cls.check_decodes(state.config, self.poke_timeout, extra)
         # Local paths the task will read must lie inside the Store's roots: refused now, not at a poke.
         try:
             paths = cls.local_paths(state.config, state.inputs)
@@ -146,8 +148,7 @@ class SensorEngine(Engine):
                 f"{state.sensor} config and inputs take {len(blob)} bytes in resource_meta, "
                 f"more than the {MAX_RESOURCE_META_BYTES} allowed; shorten them."
             )
-        extra = {"operation": "create", "category": str(self.category), "sensor": state.sensor}
-        extra |= {"task": task_id(blob), **state.execution.log_fields()}
+        extra["task"] = task_id(blob)
         log.info("created %s task %s", state.sensor, extra["task"], extra=extra)
         return blob
 

@@ -154,12 +154,15 @@ class UserSensor(Sensor[FlytekitCall]):
         return policy, FlytekitCall(config_json, inputs.SerializeToString(deterministic=True))
 
     @classmethod
-    async def check_decodes(cls, call: FlytekitCall, budget: float) -> None:
+    async def check_decodes(
+        cls, call: FlytekitCall, budget: float, log_extra: Mapping[str, Any] | None = None
+    ) -> None:
         """Decode the inputs once at CreateTask, in a worker (TypeEngine may run the author's types), so
-        that an input that does not fit fails Create (INVALID_ARGUMENT) rather than every Get."""
+        that an input that does not fit fails Create (INVALID_ARGUMENT) rather than every Get.
+        `log_extra`: the execution's log fields, for the line saying a decode was abandoned."""
         try:
             async with asyncio.timeout(budget):
-                await cls.runner.run(cls.name, cls(call)._decode)
+                await cls.runner.run(cls.name, cls(call)._decode, log_extra)
         except SlotsHung as exc:
             raise Unavailable(f"{cls.name} inputs could not be read now: {exc}") from None
         except TimeoutError:
