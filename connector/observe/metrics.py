@@ -246,14 +246,11 @@ class Metrics:
 
     def poked(self, sensor: str, outcome: str, seconds: float) -> None:
         """Count one poke of `sensor` with outcome label `outcome` that took `seconds`."""
-        latency = self._children.get((self.poke_latency, (sensor,)))
-        if latency is None:  # a sensor's first poke: its timeouts are exported at 0 from now on
-            latency = self._bound(self.poke_latency, sensor)
-            self._bound(self.poke_timeouts, sensor)
-        latency.observe(seconds)
+        self._bound(self.poke_latency, sensor).observe(seconds)
         self._bound(self.pokes, sensor, outcome).inc()
+        timeouts = self._bound(self.poke_timeouts, sensor)  # exported at 0 until the first timeout
         if outcome == "timeout":
-            self._bound(self.poke_timeouts, sensor).inc()
+            timeouts.inc()
 
     def engine_event(self, event: str, label: str) -> None:
         """Count what the engine reports besides pokes: "rejected" (by reason) or "remembered" (by sensor)."""
