@@ -12,7 +12,8 @@ from flyteidl.service import agent_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from sensors import local_roots, pools, secrets, sql
+from sensors import local_roots, secrets
+from sensors.pools import Pools
 from sensors.registry import SensorRegistry, load_registry
 from sensors.store import Store, StoreSettings
 from sensors.store.backends import ALIASES
@@ -46,10 +47,12 @@ def build_engines(
     config: Config,
     sensors: SensorRegistry,
     store: Store,
+    pools: Pools,
     metrics: Metrics | None = None,
     user: UserModules | None = None,
 ) -> EngineRegistry:
-    """The engines this connector serves, wired to the signing keys, the store and, if given, the metrics."""
+    """The engines this connector serves, wired to the signing keys, the store and pools and, if given,
+    the metrics."""
     keyring = load_keyring(config.signing_key_file, config.state_dir)
     codec = Codec(keyring, sensors.config_classes())
     engines = EngineRegistry()
@@ -57,6 +60,7 @@ def build_engines(
         sensors,
         codec,
         store,
+        pools,
         poke_timeout=config.poke_timeout,
         on_poke=metrics.poked if metrics is not None else None,
         on_event=metrics.engine_event if metrics is not None else None,
@@ -92,14 +96,19 @@ class Server:
         # Files and object stores: this server's own; backends import on first use unless preloaded.
         self.store = Store(store_settings(config))
         self.store.preload()
-        # Blocking work in pools of its own kind, so a stuck kind cannot take another's threads (the
-        # local filesystem's is the Store's own).
-        pools.configure(sql=config.sql_threads, secrets=config.secret_threads)
-        sql.configure(queries_per_database=config.sql_queries_per_database)
+        # Other blocking work in pools of its own kind, so a stuck kind cannot take another's threads
+        # (the local filesystem's is the Store's own); handed to pokes with the Store.
+        self.pools = Pools.sized(
+            sql_threads=config.sql_threads,
+            secret_threads=config.secret_threads,
+            queries_per_database=config.sql_queries_per_database,
+        )
         for sensor in self.sensors:
             sensor.warm_up()
         self.metrics.watch_store(self.store.stats.snapshot)
-        self.engines = build_engines(config, self.sensors, self.store, self.metrics, self.user_modules)
+        self.engines = build_engines(
+            config, self.sensors, self.store, self.pools, self.metrics, self.user_modules
+        )
         self._grpc: grpc.aio.Server | None = None
         self.limiters: tuple[Limiter, ...] = ()
 
@@ -218,6 +227,7 @@ class Server:
         for sensor in self.sensors:
             await sensor.close()
         await self.store.close()
+        self.pools.close()
         self.user_pokes.close()
         self.metrics.stop()
         log.info("stopped")

@@ -4,8 +4,8 @@ A sensor declares its inputs (values that arrive with each task execution), its 
 the task is declared, a frozen dataclass of plain fields) and its outputs. The connector builds one
 instance per poke from the config and calls `poke` with the decoded inputs; the instance must be
 cheap to build (no I/O in `__init__`): files and object stores are reached through the server's
-`Store` in the PokeContext, which keeps their clients; anything else expensive is kept by the
-sensor's own helpers.
+`Store` in the PokeContext, which keeps their clients, and other blocking work (queries, secret files)
+runs in the server's `Pools` there; anything else expensive is kept by the sensor's own helpers.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ import typing
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+
+from .pools import Pools, default_pools
 
 if TYPE_CHECKING:
     from .store import Store
@@ -80,6 +82,9 @@ class PokeContext:
     #: Files and object stores: the server's own Store; where no server owns one (a local run, a
     #: sensor's own unit test), the process's `default_store()`, which never shares answers.
     store: Store = field(default_factory=_default_store)
+    #: Thread pools for other blocking work (SqlSensor's queries, secret files): the server's own;
+    #: where no server owns them, the process's `default_pools()` (the loop's default executor).
+    pools: Pools = field(default_factory=default_pools)
     #: The fields every log line about this execution carries (project/domain/execution, node, sensor,
     #: task), for a sensor whose own log lines must say which execution they are about; empty locally.
     log_extra: Mapping[str, Any] = field(default_factory=dict)

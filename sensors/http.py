@@ -214,7 +214,7 @@ class HttpSensor(Sensor[HttpSensorConfig]):
         shown = _redact(url)
         headers = dict(cfg.headers)
         if cfg.auth_secret is not None:
-            headers[cfg.auth_header_name] = await secrets.read(cfg.auth_secret)
+            headers[cfg.auth_header_name] = await secrets.read(cfg.auth_secret, ctx.pools.secrets)
         method = cfg.method.upper()
         client = await lazy.load(CLIENT)
         timeout = client.timeout(min(cfg.request_timeout, ctx.timeout))

@@ -16,8 +16,8 @@ import os
 import re
 from pathlib import Path
 
-from . import pools
 from .base import PermanentError
+from .pools import Pool
 
 ENV_PREFIX = "SENSOR_CONNECTOR_SECRET_"
 DIR_ENV = "SENSOR_CONNECTOR_SECRETS_DIR"
@@ -60,15 +60,16 @@ def _read_file(path: Path) -> str:
         return ""
 
 
-async def read(name: str) -> str:
-    """The value of secret `name`; PermanentError when the connector does not hold it."""
+async def read(name: str, pool: Pool) -> str:
+    """The value of secret `name`, a file read in `pool` (the poke's `ctx.pools.secrets`);
+    PermanentError when the connector does not hold it."""
     check_name(name)
     value = os.environ.get(env_name(name), "").strip()
     if not value:
         path = secrets_dir() / name
         try:
             # The secrets pool (--secret-threads), joined with a read of the same file in flight.
-            value = await pools.blocking("secrets", str(path), _read_file, path)
+            value = await pool.blocking(str(path), _read_file, path)
         except OSError as exc:
             raise PermanentError(
                 f"the secret {name!r} cannot be read on the connector ({exc.strerror})."

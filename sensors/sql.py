@@ -5,9 +5,9 @@ secret (sensors.secrets) that holds it. SQLAlchemy is imported by the first poke
 connector that runs no SqlSensor never loads it; one engine (with its connection pool) is kept per URL.
 
 A query cannot hurt other tenants:
-- it runs in the `sql` thread pool (--sql-threads), never in the threads the local filesystem or
-  secrets use, and at most --sql-queries-per-database at once per database URL; the same query on
-  the same URL already in flight is joined, never issued again;
+- it runs in the server's `sql` thread pool (`ctx.pools.sql`: --sql-threads), never in the threads the
+  local filesystem or secrets use, and at most --sql-queries-per-database at once per database URL;
+  the same query on the same URL already in flight is joined, never issued again;
 - the database itself stops it at its budget (a share of the poke budget): PostgreSQL's
   `statement_timeout` (SET LOCAL), SQLite's `interrupt()` from a timer; other dialects only get the
   pool and per-database bounds;
@@ -23,14 +23,14 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from . import lazy, pools, secrets
+from . import lazy, secrets
 from .base import PermanentError, PokeContext, PokeResult, SecretUse, Sensor, TransientError
+from .pools import Pool
 
 if TYPE_CHECKING:
     import sqlalchemy
@@ -46,25 +46,6 @@ SOCKET_TIMEOUT = 30.0
 _CANCELLED = {"57014"}
 #: SQLSTATE of a write attempted in a read-only transaction (PostgreSQL).
 _READ_ONLY = {"25006"}
-
-
-@dataclass
-class Settings:
-    """Set once at start-up through `configure`."""
-
-    #: Queries run at once on one database URL (--sql-queries-per-database).
-    queries_per_database: int = 4
-
-
-SETTINGS = Settings()
-
-
-def configure(*, queries_per_database: int | None = None) -> None:
-    """Apply settings (those given). Call before serving."""
-    if queries_per_database is not None:
-        if queries_per_database < 1:
-            raise ValueError("--sql-queries-per-database must be at least 1")
-        SETTINGS.queries_per_database = queries_per_database
 
 
 @dataclass(frozen=True)
@@ -173,36 +154,23 @@ def _first_cell(sa: ModuleType, url: str, query: str, limit: float, not_after: f
     return None if row is None else bool(row[0])
 
 
-#: Per event loop: database URL -> the slots of its concurrent queries.
-_slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Semaphore]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _slots_of(url: str) -> asyncio.Semaphore:
-    per_url = pools.per_loop(_slots, dict)
-    slots = per_url.get(url)
-    if slots is None:
-        slots = per_url[url] = asyncio.Semaphore(SETTINGS.queries_per_database)
-    return slots
-
-
-async def _query(sa: ModuleType, url: str, query: str, budget: float) -> bool | None:
-    """Run `query` in the sql pool once a slot on its database is free; the slot is held until it ends."""
+async def _query(pool: Pool, sa: ModuleType, url: str, query: str, budget: float) -> bool | None:
+    """Run `query` in the sql `pool` once one of its slots for the database is free; the slot is held
+    until the query ends."""
     not_after = time.monotonic() + budget * (SLOT_SHARE + STATEMENT_SHARE)
-    slots = _slots_of(url)
+    slots = pool.slots(url)
     try:
         async with asyncio.timeout(max(0.01, budget * SLOT_SHARE)):
             await slots.acquire()
     except TimeoutError:
-        n = SETTINGS.queries_per_database
+        n = pool.per_key
         raise TransientError(
             f"{n} {'query' if n == 1 else 'queries'} already run on this database "
             "(--sql-queries-per-database); will poke again."
         ) from None
     try:
         limit = max(0.05, budget * STATEMENT_SHARE)
-        return await pools.run("sql", _first_cell, sa, url, query, limit, not_after)
+        return await pool.run(_first_cell, sa, url, query, limit, not_after)
     except NotStarted:
         raise TransientError(
             "no thread was free for the query within its budget (--sql-threads); will poke again."
@@ -229,7 +197,7 @@ class SqlSensor(Sensor[SqlSensorConfig]):
 
     async def poke(self, inputs: Mapping[str, Any], ctx: PokeContext) -> PokeResult:
         query: str = inputs["query"]
-        url = await secrets.read(self.config.connection_secret)
+        url = await secrets.read(self.config.connection_secret, ctx.pools.secrets)
         try:
             sa = await lazy.load("sqlalchemy")
         except ImportError as exc:
@@ -238,7 +206,8 @@ class SqlSensor(Sensor[SqlSensorConfig]):
         budget = ctx.timeout
         try:
             # Joined with the same query on the same database already in flight (never issued twice).
-            truthy = await pools.once(("sql", url, query), lambda: _query(sa, url, query, budget))
+            pool = ctx.pools.sql
+            truthy = await pool.once((url, query), lambda: _query(pool, sa, url, query, budget))
         except sa_exc.NoSuchModuleError:
             raise PermanentError(
                 f"the database driver named by the URL in {self._where()} is not installed on the connector."

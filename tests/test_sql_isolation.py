@@ -170,6 +170,23 @@ async def test_queries_on_one_database_are_capped_and_the_same_query_is_joined(
         assert not reading(db)
 
 
+async def test_two_servers_in_one_process_keep_their_own_query_limits(make_connector: Any, db: Path) -> None:
+    # Started one after the other in one process and on one event loop, against the same database.
+    capped, channel_a = await started(make_connector, sql_queries_per_database=1)
+    default, channel_b = await started(make_connector)
+    async with channel_a, channel_b:
+        one, four = Connector(capped, channel_a), Connector(default, channel_b)
+        metas_one = [await one.create(sql_request(ENDLESS.format(n=n))) for n in range(5)]
+        metas_four = [await four.create(sql_request(ENDLESS.format(n=n))) for n in range(10, 15)]
+        answers = await asyncio.gather(
+            *(one.get(meta) for meta in metas_one), *(four.get(meta) for meta in metas_four)
+        )
+        busy = "{n} already run on this database (--sql-queries-per-database); will poke again."
+        assert Counter(a.message for a in answers[:5]) == {STOPPED: 1, busy.format(n="1 query"): 4}
+        assert Counter(a.message for a in answers[5:]) == {STOPPED: 4, busy.format(n="4 queries"): 1}
+        assert not reading(db)
+
+
 async def test_queries_are_read_only_and_the_console_never_shows_what_they_read(
     connector: Connector, db: Path, tmp_path: Path
 ) -> None:

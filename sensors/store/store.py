@@ -8,7 +8,6 @@ store once for all pokes asking the same (`sharing`, `listings`) and sorts failu
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import datetime as dt
 import fnmatch
 import functools
@@ -22,9 +21,10 @@ from typing import Any, TypeVar
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-from .. import local_roots, pools
+from .. import local_roots
 from ..base import ConfigError, PermanentError, SensorError, TransientError, short
 from ..local_roots import LocalRoots
+from ..pools import Pool
 from . import backends, cloud, listings
 from .errors import classify, raise_if_no_bucket
 from .listings import Demand, Listing
@@ -126,7 +126,8 @@ class Store:
         self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Loop] = weakref.WeakKeyDictionary()
         # The loop that asked last: a poke asks several times, and loops rarely change.
         self._last: tuple[asyncio.AbstractEventLoop | None, _Loop | None] = (None, None)
-        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        #: The local filesystem's blocking calls (--blocking-threads), threads made on first use.
+        self._pool = Pool("store", self.settings.blocking_threads)
 
     def now(self) -> float:
         """The Store's clock."""
@@ -326,28 +327,18 @@ class Store:
         if state is not None:
             for fs in state.clients.values():
                 await backends.close_client(fs)
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
+        self._pool.close()
 
     # -- inside --------------------------------------------------------------------------------
     async def blocking(self, func: Callable[..., T], *args: Any) -> T:
         """Run a blocking filesystem call in the Store's bounded thread pool, joined with the same call
         (same function, same arguments) already in flight: a call that hangs is made once."""
-        key = ("store", id(self), func, args)
+        key = (func, args)
         try:
             hash(key)
         except TypeError:
-            return await self._run(func, *args)
-        return await pools.once(key, lambda: self._run(func, *args))
-
-    async def _run(self, func: Callable[..., T], *args: Any) -> T:
-        if self._pool is None:
-            self._pool = concurrent.futures.ThreadPoolExecutor(
-                self.settings.blocking_threads, thread_name_prefix="store"
-            )
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, functools.partial(func, *args))
+            return await self._pool.run(func, *args)
+        return await self._pool.blocking(key, func, *args)
 
     async def _call(self, fs: fsspec.AbstractFileSystem, method: str, path: str, **kwargs: Any) -> Any:
         """Client `method` on `path`: its async form when the client is async, else in the thread pool."""

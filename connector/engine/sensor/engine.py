@@ -26,6 +26,7 @@ from flyteidl.core import execution_pb2, metrics_pb2
 
 from sensors.base import ConfigError, PokeContext, Sensor, short
 from sensors.policy import EVERY_GET
+from sensors.pools import Pools
 from sensors.registry import SensorRegistry, UnavailableSensorError, UnknownSensorError
 from sensors.store import Store
 
@@ -86,6 +87,7 @@ class SensorEngine(Engine):
         sensors: SensorRegistry,
         codec: Codec,
         store: Store,
+        pools: Pools,
         *,
         poke_timeout: float = 5.0,
         category: TaskCategory = SENSOR_CATEGORY,
@@ -100,8 +102,10 @@ class SensorEngine(Engine):
         #: The modules the operator allowed with --sensor-modules (users' own flytekit sensors).
         self.user = user if user is not None else UserModules()
         self.codec = codec
-        #: Files and object stores, handed to every poke in its PokeContext.
+        #: Files and object stores, and the thread pools of other blocking work: handed to every poke in
+        #: its PokeContext.
         self.store = store
+        self.pools = pools
         self.poke_timeout = poke_timeout
         self.category = category
         #: Called after every poke with the sensor name, outcome label and seconds (the server counts them).
@@ -232,7 +236,7 @@ class SensorEngine(Engine):
     def _build(self, resource_meta: bytes, state: SensorState, sensor: Sensor[Any]) -> Task:
         extra = {"operation": "get", "category": str(self.category), "sensor": state.sensor}
         extra |= {"task": task_id(resource_meta), **state.execution.log_fields()}
-        context = PokeContext(state.created_at, self.poke_timeout, self.store, extra)
+        context = PokeContext(state.created_at, self.poke_timeout, self.store, self.pools, extra)
         return Task(state, sensor, extra, answer.fixed_part(state, sensor), context)
 
     async def poke(self, task: Task, started_at: dt.datetime | None = None) -> PokeOutcome:
