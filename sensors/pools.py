@@ -108,11 +108,6 @@ class Pool:
             found = slots[key] = asyncio.Semaphore(self.per_key)
         return found
 
-    def in_flight(self) -> int:
-        """Calls in flight on the running loop (for tests and diagnostics)."""
-        on_loop = self._loops.get(asyncio.get_running_loop())
-        return 0 if on_loop is None else len(on_loop.flights)
-
     def close(self) -> None:
         """Stop the threads (calls still running finish on their own, queued ones are dropped); the pool
         makes new threads if used again."""

@@ -128,6 +128,9 @@ class Store:
         self._last: tuple[asyncio.AbstractEventLoop | None, _Loop | None] = (None, None)
         #: The local filesystem's blocking calls (--blocking-threads), threads made on first use.
         self._pool = Pool("store", self.settings.blocking_threads)
+        roots = self.settings.local_roots
+        #: How a local directory is listed under --local-roots (resolved, inside a root, no links).
+        self._local_lister = listings.lister_within(roots) if roots is not None else None
 
     def now(self) -> float:
         """The Store's clock."""
@@ -421,8 +424,8 @@ class Store:
         parent, protocol = target.parent, target.protocol
         key = ("list", protocol, parent)
         lister = listings.LISTERS[protocol]
-        if self.settings.local_roots is not None and _is_local(target):
-            lister = listings.lister_within(self.settings.local_roots)
+        if self._local_lister is not None and _is_local(target):
+            lister = self._local_lister
 
         async def fetch() -> Listing:
             try:

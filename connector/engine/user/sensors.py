@@ -189,9 +189,9 @@ class UserSensor(Sensor[FlytekitCall]):
     async def poke(self, inputs: Mapping[str, Any], ctx: PokeContext) -> PokeResult:
         """Run the author's poke in a worker; its answer as a PokeResult, its exception as is."""
         answers = self.answers
-        answer: Any = answers.arrived(self._question, time.monotonic()) if answers.on else None
+        answer: Any = answers.arrived(self._question, answers.clock()) if answers.on else None
         if answer is None:
-            started = time.monotonic()
+            started = answers.clock()
             answer = await self._poke_now(ctx)
             if type(answer) is bool:
                 answers.keep(self._question, started, answer)
